@@ -1,0 +1,44 @@
+"""
+gilora_theory: low-precision plus low-rank layer compression, implemented and validated
+=======================================================================================
+
+A reference implementation of "GPTQ-intrinsic LoRA" (S. Zhang, R. Saab,
+arXiv:2606.01412): a layer ``X W`` is approximated by ``X (Q + L R)`` with ``Q`` on
+a low-bit grid and ``L R`` of low rank, judged by ``||X (W - Q - L R)||_F^2``.
+Rows of ``W`` are input features.
+
+Modules, in the order the theory is told
+----------------------------------------
+grid        -- the asymmetric per-column grid (bounded and unbounded), clipping report
+objective   -- ``H = X^T X``, damping, the layer error and its damped/relative forms
+gptq        -- Alg. 1, GPTQ in lazy-batch form with two factorisation routes
+olrc        -- Alg. 2, optimal low-rank compensation for a fixed Q
+gilora      -- Alg. 3, GPTQ-intrinsic LoRA (augmented Hessian), Schur complement
+bidup       -- Alg. 4, Bid-Up, and the refinement loop
+methods     -- compositions compared in the experiments (RTN, GPTQ+OLrC, ...)
+io          -- layer files (``LAYER.npz``) read safely and written atomically
+cli         -- the ``gilora-theory`` command line
+"""
+from .bidup import BidUpResult, RefineResult, bid_up, refine
+from .gilora import GILoRAResult, augmented_hessian, gilora, schur_complement, top_eigenvectors
+from .gptq import GPTQResult, gptq, psi_factor
+from .grid import Grid, clipped_mask, fit_grid
+from .methods import METHODS, Compression, compress, ridge_R
+from .objective import (HessianSpectrum, Objective, damping, evaluate, hessian,
+                        hessian_spectrum, layer_error)
+from .olrc import OLrCResult, olrc
+from ._validation import NumericalError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Grid", "fit_grid", "clipped_mask",
+    "hessian", "damping", "layer_error", "evaluate", "Objective", "HessianSpectrum",
+    "hessian_spectrum",
+    "gptq", "GPTQResult", "psi_factor",
+    "olrc", "OLrCResult",
+    "gilora", "GILoRAResult", "augmented_hessian", "schur_complement", "top_eigenvectors",
+    "bid_up", "BidUpResult", "refine", "RefineResult",
+    "compress", "Compression", "METHODS", "ridge_R",
+    "NumericalError",
+]

@@ -1,0 +1,201 @@
+"""GPTQ-intrinsic LoRA (GILoRA): Alg. 3 of [1] (THEORY.md section 3).
+
+Fix ``L`` (by default ``V_r``, the top-r eigenvectors of ``H``; optionally on
+its own ``b_L``-bit grid first so the pass absorbs that rounding). With the
+augmented calibration ``[X, X L]`` the augmented Hessian is::
+
+    H_aug = [[H,       H L    ],
+             [L^T H,   L^T H L]]          ((N + r) square, singular undamped)
+
+Damp it, take its ``Psi``, set ``W_aug = [W; 0]`` and run the Alg. 1 loop for
+``t = 1..N`` only. Rows ``N+1..N+r`` are never quantized; they absorb the
+diffused error and are ``R`` at the end. Then (tested facts):
+``r = 0`` is GPTQ exactly; ``R = (L^T H L + lam I)^{-1} L^T H (W - Q)``;
+``Q`` is GPTQ run on the Schur complement ``S`` (:func:`schur_complement`).
+
+Damping convention **[open in the paper]**: ``damp_from="augmented"`` (default,
+``lam = alpha * mean(diag H_aug)``, as the public re-implementation does) or
+``damp_from="hessian"`` (``lam = alpha * mean(diag H)``).
+
+References
+----------
+[1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from . import _validation as _v
+from .grid import Grid, fit_grid
+from .gptq import _check_common, _prepare, _run
+from .objective import HessianSpectrum
+
+__all__ = ["GILoRAResult", "gilora", "augmented_hessian", "schur_complement",
+           "top_eigenvectors", "DAMP_FROM"]
+
+DAMP_FROM = ("augmented", "hessian")
+
+
+@dataclass(frozen=True)
+class GILoRAResult:
+    """Output of :func:`gilora`.
+
+    Attributes
+    ----------
+    Q : (N, N_out) ndarray
+        Quantized weights on the grid.
+    L : (N, r) ndarray
+        The fixed left factor (``V_r``, possibly quantized).
+    R : (r, N_out) ndarray
+        Final working rows ``N+1..N+r`` (the ridge solution given ``Q``).
+    lam : float
+        Absolute damping of the augmented Hessian actually used.
+    psi_diag : (N,) ndarray
+        ``Psi_tt`` of the augmented factor for the quantized steps, in processing order.
+    step_terms : (N,) ndarray
+        Per-step terms; their sum is ``E_lam_aug = E + lam ||W - Q||^2 + lam ||R||^2``.
+    clipped : (N, N_out) ndarray of bool
+        Entries rounded with ``|w~ - q| > delta / 2``.
+    perm : (N,) ndarray of int
+        Processing order of the input rows.
+    L_grid : Grid or None
+        The grid ``L`` was quantized to, if any.
+    damp_from : str
+        ``"augmented"`` or ``"hessian"``.
+    """
+
+    Q: np.ndarray
+    L: np.ndarray
+    R: np.ndarray
+    lam: float
+    psi_diag: np.ndarray
+    step_terms: np.ndarray
+    clipped: np.ndarray
+    perm: np.ndarray
+    L_grid: Grid | None
+    damp_from: str
+
+    @property
+    def step_sum(self) -> float:
+        """``sum_t step_terms[t]`` (= the damped augmented error)."""
+        return float(np.sum(self.step_terms))
+
+    @property
+    def n_clipped(self) -> int:
+        """Number of clipped entries."""
+        return int(np.count_nonzero(self.clipped))
+
+
+def top_eigenvectors(H: np.ndarray, r: int) -> np.ndarray:
+    """``V_r``: eigenvectors of the ``r`` largest eigenvalues of ``H``, largest first.
+
+    Uses ``scipy.linalg.eigh(subset_by_index=...)``: no full eigendecomposition.
+    Each column's sign is fixed so that its largest-magnitude entry is positive
+    (deterministic output).
+    """
+    N = H.shape[0]
+    if r == 0:
+        return np.zeros((N, 0))
+    _, V = scipy.linalg.eigh(H, subset_by_index=[N - r, N - 1], check_finite=False)
+    V = V[:, ::-1]
+    idx = np.argmax(np.abs(V), axis=0)
+    return V * np.sign(V[idx, np.arange(r)])
+
+
+def augmented_hessian(H: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """``[[H, H L], [L^T H, L^T H L]]`` (Alg. 3 of [1]); exactly symmetric."""
+    HL = H @ L
+    LHL = L.T @ HL
+    LHL = 0.5 * (LHL + LHL.T)
+    return np.block([[H, HL], [HL.T, LHL]])
+
+
+def schur_complement(H, L, lam: float) -> np.ndarray:
+    """``S = H_lam - H L (L^T H L + lam I)^{-1} L^T H`` (the Hessian GILoRA's Q sees).
+
+    Parameters
+    ----------
+    H : (N, N) array_like
+    L : (N, r) array_like
+    lam : float
+        Absolute damping (> 0 unless ``L^T H L`` is invertible).
+    """
+    H = _v.check_hessian(H)
+    L = _v.as_matrix("L", L, allow_empty=True)
+    lam = _v.check_float("lam", lam)
+    HL = H @ L
+    K = L.T @ HL + lam * np.eye(L.shape[1])
+    S = H + lam * np.eye(H.shape[0]) - HL @ scipy.linalg.solve(K, HL.T, assume_a="pos")
+    return 0.5 * (S + S.T)
+
+
+def gilora(W, H, grid: Grid, rank: int, *, L=None, l_bits: int | None = None,
+           damp: float = 0.01, lam: float | None = None, damp_from: str = "augmented",
+           blocksize: int = 128, route: str = "cholesky", act_order: bool = False,
+           dead_channels: bool = True, damp_policy: str = "raise",
+           spectrum: HessianSpectrum | None = None) -> GILoRAResult:
+    """GPTQ-intrinsic LoRA (Alg. 3 of [1]): quantize ``W`` while a rank-r branch absorbs the error.
+
+    Parameters
+    ----------
+    W : (N, N_out) array_like
+    H : (N, N) array_like
+    grid : Grid
+        Fixed grid of ``W``.
+    rank : int
+        ``r`` in [0, min(N, N_out)]; ignored in favour of ``L.shape[1]`` if ``L`` is given.
+    L : (N, r) array_like, optional
+        Left factor; default ``V_r`` (top-r eigenvectors of ``H``).
+    l_bits : int, optional
+        Quantize ``L`` on its own per-column grid of ``l_bits`` bits before the pass.
+    damp : float, default 0.01
+        Relative damping ``alpha``.
+    lam : float, optional
+        Absolute damping of ``H_aug``, overriding ``damp`` and ``damp_from``.
+    damp_from : {"augmented", "hessian"}, default "augmented"
+        ``lam = alpha * mean(diag H_aug)`` or ``alpha * mean(diag H)`` (open in [1]).
+    blocksize, route, act_order, dead_channels, damp_policy
+        As in :func:`gilora_theory.gptq.gptq`; ``act_order`` permutes the N
+        quantized rows only.
+    spectrum : HessianSpectrum, optional
+        Cached spectrum of ``H``, used for ``V_r`` when given.
+
+    Returns
+    -------
+    GILoRAResult
+    """
+    W, H = _check_common(W, H, grid, blocksize, route, damp_policy)
+    if damp_from not in DAMP_FROM:
+        raise ValueError(f"damp_from must be one of {DAMP_FROM}; got {damp_from!r}")
+    if L is None:
+        r = _v.check_rank(rank, *W.shape)
+        L = spectrum.top(r) if spectrum is not None else top_eigenvectors(H, r)
+    else:
+        L = _v.as_matrix("L", L, allow_empty=True)
+        if L.shape[0] != W.shape[0]:
+            raise ValueError(f"L must have W's {W.shape[0]} rows; got shape {L.shape}")
+    L_grid = None
+    if l_bits is not None and L.shape[1] > 0:
+        L_grid = fit_grid(L, l_bits)
+        L = L_grid.quantize(L)
+    Wd, Hd = _prepare(W, H, dead_channels)
+    H_aug = augmented_hessian(Hd, L)
+    if lam is None:
+        alpha = _v.check_damp(damp)
+        # mean(diag H_aug) = (tr H + tr L^T H L) / (N + r), on the H as given.
+        trace = float(np.trace(H))
+        n = W.shape[0]
+        if damp_from == "augmented":
+            trace += float(np.sum(L * (H @ L)))
+            n += L.shape[1]
+        lam = alpha * trace / n
+    else:
+        lam = _v.check_float("lam", lam)
+    W_aug = np.vstack([Wd, np.zeros((L.shape[1], W.shape[1]))])
+    Q, R, lam, pdiag, terms, clipped, perm = _run(
+        W_aug, H_aug, grid, W.shape[0], lam=lam, route=route, blocksize=blocksize,
+        act_order=act_order, damp_policy=damp_policy)
+    return GILoRAResult(Q, L, R, lam, pdiag, terms, clipped, perm, L_grid, damp_from)

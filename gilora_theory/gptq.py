@@ -1,0 +1,265 @@
+"""GPTQ: Alg. 1 of [1] (the algorithm of [2]), in lazy-batch form.
+
+With ``Psi`` lower triangular and ``Psi Psi^T = H_lam^{-1}``, the pass walks the
+input rows ``t = 1..N``::
+
+    q_t   = quant(w~_t)
+    eps_t = (w~_t - q_t) / Psi_tt
+    w~_s -= Psi_st eps_t            for all s > t
+
+Blocks of ``blocksize`` rows apply the updates inside the block row by row and
+the updates below the block as one matrix product (the same arithmetic).
+Identity (THEORY.md section 3): ``W - Q = Psi E``, so
+``E_lam(Q) = sum_t ||w~_t - q_t||^2 / Psi_tt^2``; the per-step terms are returned.
+
+``1 / Psi_tt^2`` is the damped Schur complement of coordinate t with respect
+to the later ones.
+
+References
+----------
+[1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
+[2] E. Frantar, S. Ashkboos, T. Hoefler, D. Alistarh, "GPTQ", arXiv:2210.17323 (2022).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from . import _validation as _v
+from .grid import Grid
+from .objective import resolve_lam
+
+__all__ = ["GPTQResult", "gptq", "psi_factor", "ROUTES"]
+
+ROUTES = ("cholesky", "eig")
+
+
+@dataclass(frozen=True)
+class GPTQResult:
+    """Output of :func:`gptq`.
+
+    Attributes
+    ----------
+    Q : (N, N_out) ndarray
+        Quantized weights, every entry on ``grid``.
+    lam : float
+        Absolute damping actually used (``H_lam = H + lam I``).
+    psi_diag : (N,) ndarray
+        ``Psi_tt`` in processing order (``perm``).
+    step_terms : (N,) ndarray
+        ``sum_j (w~_tj - q_tj)^2 / Psi_tt^2`` in processing order; their sum is
+        the damped error ``E_lam(Q)`` (of the dead-channel-corrected problem).
+    clipped : (N, N_out) ndarray of bool
+        Entries rounded with ``|w~ - q| > delta / 2`` (original row order).
+    perm : (N,) ndarray of int
+        Processing order of the input rows (identity unless ``act_order``).
+    route : str
+        Factorisation route used for ``Psi``.
+    """
+
+    Q: np.ndarray
+    lam: float
+    psi_diag: np.ndarray
+    step_terms: np.ndarray
+    clipped: np.ndarray
+    perm: np.ndarray
+    route: str
+
+    @property
+    def step_sum(self) -> float:
+        """``sum_t step_terms[t]`` (= damped error by the loss identity)."""
+        return float(np.sum(self.step_terms))
+
+    @property
+    def n_clipped(self) -> int:
+        """Number of clipped entries."""
+        return int(np.count_nonzero(self.clipped))
+
+
+def psi_factor(H_lam, *, route: str = "cholesky") -> np.ndarray:
+    """Lower-triangular ``Psi`` with ``Psi Psi^T = H_lam^{-1}`` and positive diagonal.
+
+    Parameters
+    ----------
+    H_lam : (n, n) array_like
+        Symmetric positive definite (already damped) matrix.
+    route : {"cholesky", "eig"}
+        ``"cholesky"``: the Cholesky factor of ``H_lam^{-1}``, obtained without
+        forming the inverse: with ``J`` the reversal, ``J H_lam J = C C^T`` and
+        ``Psi = J C^{-T} J`` (unique by uniqueness of Cholesky factors).
+        ``"eig"``: ``H_lam = V diag(e) V^T``, ``B = H_lam^{-1/2} = V diag(e^{-1/2}) V^T``,
+        ``B = Q_B R_B`` (QR), ``Psi = R_B^T`` with column signs made positive
+        (THEORY.md section 3, the more stable route).
+
+    Raises
+    ------
+    NumericalError
+        If ``H_lam`` is not numerically positive definite.
+    """
+    H_lam = _v.check_hessian(H_lam, name="H_lam")
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
+    return _psi(H_lam, route)
+
+
+def _psi(H_lam: np.ndarray, route: str) -> np.ndarray:
+    n = H_lam.shape[0]
+    if route == "cholesky":
+        try:
+            C = scipy.linalg.cholesky(H_lam[::-1, ::-1], lower=True, check_finite=False)
+        except np.linalg.LinAlgError as exc:
+            raise _v.NumericalError(
+                f"H_lam is not positive definite (Cholesky failed: {exc}). "
+                "Increase damp, use route='eig', or pass damp_policy='increase'") from None
+        Cinv = scipy.linalg.solve_triangular(C, np.eye(n), lower=True, check_finite=False)
+        return np.ascontiguousarray(Cinv.T[::-1, ::-1])
+    e, V = scipy.linalg.eigh(H_lam, check_finite=False)
+    if e[0] <= n * np.finfo(np.float64).eps * max(e[-1], 0.0):
+        raise _v.NumericalError(
+            f"H_lam is not positive definite: smallest eigenvalue {e[0]:.3g} "
+            f"(largest {e[-1]:.3g}). Increase damp or pass damp_policy='increase'")
+    B = (V * e ** -0.5) @ V.T
+    Rb = scipy.linalg.qr(B, mode="r", check_finite=False)[0]
+    Psi = Rb.T
+    Psi *= np.sign(np.diag(Psi))
+    return Psi
+
+
+def _factor_with_policy(H: np.ndarray, lam: float, route: str, policy: str,
+                        max_increase: int = 12) -> tuple[np.ndarray, float]:
+    """Factor ``H + lam I``; under ``policy='increase'`` multiply ``lam`` by 10 until it works.
+
+    The starting value for ``lam = 0`` is ``n * eps * max(1, max diag H)``. The
+    final ``lam`` is returned so that every caller reports the value used.
+    """
+    n = H.shape[0]
+    for _ in range(max_increase + 1):
+        try:
+            H_lam = H.copy()
+            H_lam[np.diag_indices(n)] += lam
+            return _psi(H_lam, route), lam
+        except _v.NumericalError:
+            if policy != "increase":
+                raise
+            floor = n * np.finfo(np.float64).eps * max(1.0, float(np.max(np.diag(H))))
+            lam = max(10.0 * lam, floor)
+    raise _v.NumericalError(f"H + lam I is not positive definite even with lam = {lam:.3g}")
+
+
+def _gptq_pass(Wt: np.ndarray, Psi: np.ndarray, grid: Grid, rows: np.ndarray,
+               n_quant: int, blocksize: int):
+    """Alg. 1 loop over the first ``n_quant`` rows of ``Wt`` (modified in place).
+
+    ``rows[t]`` is the original row index of processing step t (for grid groups).
+    Rows ``n_quant..`` of ``Wt`` receive the diffused error but are never
+    quantized (GILoRA's ``R``). Returns ``Q``, step terms and the clipped mask.
+    """
+    N_out = Wt.shape[1]
+    Q = np.empty((n_quant, N_out))
+    terms = np.empty(n_quant)
+    clipped = np.zeros((n_quant, N_out), dtype=bool)
+    tie = 1 + 8 * np.finfo(np.float64).eps
+    for i1 in range(0, n_quant, blocksize):
+        i2 = min(i1 + blocksize, n_quant)
+        Err = np.empty((i2 - i1, N_out))
+        for t in range(i1, i2):
+            w = Wt[t]
+            q = grid.quantize(w, rows[t])
+            d = Psi[t, t]
+            r = w - q
+            Q[t] = q
+            terms[t] = float(r @ r) / (d * d)
+            clipped[t] = np.abs(r) > grid.half_step(rows[t]) * tie
+            e = r / d
+            Err[t - i1] = e
+            if t + 1 < i2:
+                Wt[t + 1:i2] -= np.outer(Psi[t + 1:i2, t], e)
+        if i2 < Wt.shape[0]:
+            Wt[i2:] -= Psi[i2:, i1:i2] @ Err
+    return Q, terms, clipped
+
+
+def _prepare(W: np.ndarray, H: np.ndarray, dead_channels: bool):
+    """Reference-GPTQ dead-channel convention: ``H_ii = 0`` -> ``H_ii := 1``, ``W_i := 0``."""
+    H = H.copy()
+    W = W.copy()
+    if dead_channels:
+        dead = np.diag(H) == 0
+        H[dead, dead] = 1.0
+        W[dead] = 0.0
+    return W, H
+
+
+def _run(W_aug: np.ndarray, H_aug: np.ndarray, grid: Grid, n_quant: int, *, lam: float,
+         route: str, blocksize: int, act_order: bool, damp_policy: str):
+    """Shared driver of GPTQ (no extra rows) and GILoRA (``r`` extra rows)."""
+    perm = np.arange(n_quant)
+    if act_order:
+        perm = np.argsort(-np.diag(H_aug)[:n_quant], kind="stable")
+    full = np.concatenate([perm, np.arange(n_quant, H_aug.shape[0])])
+    Hp = H_aug[np.ix_(full, full)]
+    Psi, lam = _factor_with_policy(Hp, lam, route, damp_policy)
+    Wt = W_aug[full].copy()
+    Qp, terms, clipp = _gptq_pass(Wt, Psi, grid, perm, n_quant, blocksize)
+    inv = np.argsort(perm)
+    return Qp[inv], Wt[n_quant:], lam, np.diag(Psi)[:n_quant].copy(), terms, clipp[inv], perm
+
+
+def _check_common(W, H, grid, blocksize, route, damp_policy):
+    W = _v.as_matrix("W", W)
+    H = _v.check_hessian(H, W.shape[0])
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid must be a Grid (see fit_grid); got {type(grid).__name__}")
+    if grid.step.shape[1] != W.shape[1]:
+        raise ValueError(f"grid has {grid.step.shape[1]} columns but W has {W.shape[1]}")
+    _v.check_int("blocksize", blocksize, low=1)
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
+    if damp_policy not in ("raise", "increase"):
+        raise ValueError(f"damp_policy must be 'raise' or 'increase'; got {damp_policy!r}")
+    return W, H
+
+
+def gptq(W, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None,
+         blocksize: int = 128, route: str = "cholesky", act_order: bool = False,
+         dead_channels: bool = True, damp_policy: str = "raise") -> GPTQResult:
+    """Quantize ``W`` row by row with error feedback (Alg. 1 of [1], GPTQ of [2]).
+
+    Parameters
+    ----------
+    W : (N, N_out) array_like
+        Weights, rows = input features.
+    H : (N, N) array_like
+        ``X^T X`` (symmetric PSD).
+    grid : Grid
+        Fixed grid (``fit_grid(W, bits)``).
+    damp : float, default 0.01
+        Relative damping ``alpha``: ``lam = alpha * mean(diag H)``.
+    lam : float, optional
+        Absolute damping; overrides ``damp`` (``lam=0`` runs undamped).
+    blocksize : int, default 128
+        Rows per lazy batch; results agree for every block size.
+    route : {"cholesky", "eig"}, default "cholesky"
+        How ``Psi`` is factorised (see :func:`psi_factor`).
+    act_order : bool, default False
+        Process rows by decreasing ``H_ii`` (reference GPTQ ``act_order``).
+    dead_channels : bool, default True
+        Reference convention for ``H_ii = 0``: set ``H_ii = 1`` and zero ``W``'s row
+        in the working problem (errors should still be evaluated on the original).
+    damp_policy : {"raise", "increase"}, default "raise"
+        On a factorisation failure raise ``NumericalError``, or multiply ``lam``
+        by 10 until ``H + lam I`` factorises (the final value is ``result.lam``).
+
+    Returns
+    -------
+    GPTQResult
+    """
+    W, H = _check_common(W, H, grid, blocksize, route, damp_policy)
+    lam = resolve_lam(H, damp, lam)
+    Wd, Hd = _prepare(W, H, dead_channels)
+    Q, _, lam, pdiag, terms, clipped, perm = _run(
+        Wd, Hd, grid, W.shape[0], lam=lam, route=route, blocksize=blocksize,
+        act_order=act_order, damp_policy=damp_policy)
+    return GPTQResult(Q, lam, pdiag, terms, clipped, perm, route)

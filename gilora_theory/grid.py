@@ -1,0 +1,173 @@
+"""The quantization grid of [1] (THEORY.md section 2).
+
+An asymmetric uniform grid per output channel j (column of ``W``), with
+bit-width ``b`` and clipping factor ``beta``::
+
+    rho_j   = max_i W_ij - min_i W_ij
+    delta_j = beta * rho_j / (2^b - 1)
+    z_j     = round(-min_i W_ij * (2^b - 1) / rho_j)        (unscaled range)
+    quant_j(x) = delta_j * (clip(round(x / delta_j) + z_j, 0, 2^b - 1) - z_j)
+
+The grid is fitted once from the original ``W`` and stays fixed through every
+algorithm. The *unbounded* variant keeps ``delta_j`` and the origin but drops
+the clip, so its alphabet is ``delta_j * Z``. With static groups (``groupsize``)
+each block of ``groupsize`` consecutive input rows gets its own grid per column,
+fitted from the same block of the original ``W`` (the reference GPTQ's
+``static_groups``).
+
+A constant column (``rho_j = 0``, value ``c``) gets ``delta_j = |c|`` (or 1 when
+``c = 0``) and ``z_j = -round(c / delta_j)`` so that ``c`` is a level: no NaN.
+
+References
+----------
+[1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
+[2] E. Frantar et al., "GPTQ", arXiv:2210.17323 (2022).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _validation as _v
+
+__all__ = ["Grid", "fit_grid", "clipped_mask"]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A fixed per-column (optionally per-group) uniform grid.
+
+    Attributes
+    ----------
+    step : (G, N_out) ndarray
+        ``delta`` per group and output column (``G = 1`` without groups).
+    zero : (G, N_out) ndarray
+        Integer zero point ``z`` (stored as float64) per group and column.
+    bits : int
+        Bit-width ``b``; the bounded alphabet has ``2^b`` levels.
+    beta : float
+        Clipping factor used when fitting.
+    bounded : bool
+        False for the unbounded grid ``delta * (Z - z)`` (theory only).
+    groupsize : int or None
+        Rows per static group, or None for one grid per column.
+    """
+
+    step: np.ndarray
+    zero: np.ndarray
+    bits: int
+    beta: float = 1.0
+    bounded: bool = True
+    groupsize: int | None = None
+
+    @property
+    def maxq(self) -> int:
+        """Largest integer code, ``2^b - 1``."""
+        return 2**self.bits - 1
+
+    def _rows(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """Step and zero broadcastable against rows ``rows`` of a weight matrix."""
+        if self.groupsize is None:
+            return self.step[0], self.zero[0]
+        g = np.asarray(rows) // self.groupsize
+        return self.step[g], self.zero[g]
+
+    def codes(self, x: np.ndarray, rows=0) -> np.ndarray:
+        """Integer codes ``clip(round(x / delta) + z, 0, 2^b - 1)`` (unclipped if unbounded).
+
+        ``x`` is one row ``(N_out,)`` or a block ``(n, N_out)``; ``rows`` is the
+        input-row index (int) or the 1-D array of ``n`` row indices, used only
+        to pick the static group.
+        """
+        step, zero = self._rows(rows)
+        k = np.round(x / step) + zero
+        return np.clip(k, 0, self.maxq) if self.bounded else k
+
+    def quantize(self, x: np.ndarray, rows=0) -> np.ndarray:
+        """Nearest alphabet point of every entry: ``quant_j(x)`` of THEORY.md section 2.
+
+        A 1-D uniform grid's nearest point is the rounded, then clipped, code,
+        so this is also the exact nearest-point map used by Bid-Up.
+        """
+        step, zero = self._rows(rows)
+        return step * (self.codes(x, rows) - zero)
+
+    def levels(self, column: int, row: int = 0) -> np.ndarray:
+        """All ``2^b`` levels of column ``column``'s alphabet (bounded grids only)."""
+        if not self.bounded:
+            raise ValueError("an unbounded grid has infinitely many levels; use bounded=True")
+        step, zero = self._rows(row)
+        return step[column] * (np.arange(self.maxq + 1) - zero[column])
+
+    def half_step(self, rows=0) -> np.ndarray:
+        """``delta / 2`` broadcast for rows ``rows``: the no-clipping rounding radius."""
+        return 0.5 * self._rows(rows)[0]
+
+    def with_bounded(self, bounded: bool) -> "Grid":
+        """The same step and origin, with or without clipping."""
+        return Grid(self.step, self.zero, self.bits, self.beta, bounded, self.groupsize)
+
+
+def _fit_columns(W: np.ndarray, maxq: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Step and zero of THEORY.md section 2 for the columns of a block of W."""
+    wmin, wmax = W.min(axis=0), W.max(axis=0)
+    rho = wmax - wmin
+    const = rho == 0
+    safe_rho = np.where(const, 1.0, rho)
+    step = beta * safe_rho / maxq
+    zero = np.round(-wmin * maxq / safe_rho)
+    # Constant column c: delta = |c| (1 if c == 0) and z = -round(c / delta), so c is a level.
+    cstep = np.where(wmin == 0, 1.0, np.abs(wmin))
+    step = np.where(const, cstep, step)
+    zero = np.where(const, -np.round(wmin / cstep), zero)
+    return step, zero
+
+
+def fit_grid(W, bits: int, *, beta: float = 1.0, bounded: bool = True,
+             groupsize: int | None = None) -> Grid:
+    """Fit the asymmetric per-column grid of THEORY.md section 2 to ``W``.
+
+    Parameters
+    ----------
+    W : (N, N_out) array_like
+        Weights, rows = input features.
+    bits : int
+        Bit-width ``b`` in [1, 16].
+    beta : float, default 1.0
+        Clipping factor in (0, 1]; ``delta = beta * rho / (2^b - 1)``, while the
+        zero point uses the unscaled range.
+    bounded : bool, default True
+        False gives the unbounded grid ``delta * (Z - z)`` used by the theory.
+    groupsize : int or None, default None
+        Static groups of input rows, each with its own grid (reference GPTQ).
+
+    Returns
+    -------
+    Grid
+    """
+    W = _v.as_matrix("W", W)
+    bits = _v.check_bits("bits", bits)
+    beta = _v.check_beta(beta)
+    N = W.shape[0]
+    if groupsize is None:
+        blocks = [W]
+    else:
+        groupsize = _v.check_int("groupsize", groupsize, low=1, high=N)
+        blocks = [W[i:i + groupsize] for i in range(0, N, groupsize)]
+    fits = [_fit_columns(B, 2**bits - 1, beta) for B in blocks]
+    step = np.stack([f[0] for f in fits])
+    zero = np.stack([f[1] for f in fits])
+    return Grid(step, zero, bits, beta, bool(bounded), groupsize)
+
+
+def clipped_mask(grid: Grid, target: np.ndarray, Q: np.ndarray, rows=None) -> np.ndarray:
+    """Entries quantized with ``|target - Q| > delta / 2`` (THEORY.md section 2).
+
+    ``target`` is the value that was rounded (``w~`` in GPTQ). A relative
+    tolerance of 8 machine epsilons of the step absorbs rounding of exact ties.
+    """
+    if rows is None:
+        rows = np.arange(target.shape[0])
+    half = grid.half_step(rows)
+    return np.abs(target - Q) > half * (1 + 8 * np.finfo(np.float64).eps)

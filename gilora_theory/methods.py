@@ -1,0 +1,190 @@
+"""Compositions a user compares: RTN, GPTQ, GILoRA and their low-rank follow-ups.
+
+=============== ==========================================================
+``rtn``         round to nearest on the grid, no branch
+``gptq``        Alg. 1 of [1] (GPTQ [2]), no branch
+``gilora``      Alg. 3 of [1]: ``Q``, ``L = V_r``, ``R`` from the pass
+``gptq+olrc``   GPTQ, then the optimal rank-r branch (Alg. 2)
+``gptq+ls``     GPTQ, then ``L = V_r`` and the ridge/least-squares ``R``
+                ``(L^T H L + lam I)^{-1} L^T H (W - Q)`` (``lam = 0``: plain LS)
+``rtn+olrc``    RTN, then Alg. 2 (the calibration-aware LoRC/QERA baseline)
+``gilora+olrc`` GILoRA's ``Q``, then Alg. 2
+``refine``      GILoRA, then ``rounds`` refinement rounds (Alg. 4 loop)
+=============== ==========================================================
+
+Every method evaluates its result on the undamped error and on the damped
+error with ``lam = damp * mean(diag H)`` (the objective that OLrC, Bid-Up and
+the refinement loop descend). GILoRA's own pass damping (``damp_from``) is
+reported separately as ``pass_lam``.
+
+References
+----------
+[1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
+[2] E. Frantar et al., "GPTQ", arXiv:2210.17323 (2022).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+
+from . import _validation as _v
+from .bidup import refine
+from .gilora import gilora, top_eigenvectors
+from .gptq import gptq
+from .grid import Grid, clipped_mask, fit_grid
+from .objective import Objective, _evaluate, hessian_spectrum, resolve_lam
+from .olrc import _olrc
+
+__all__ = ["METHODS", "Compression", "compress", "ridge_R"]
+
+METHODS = ("rtn", "gptq", "gilora", "gptq+olrc", "gptq+ls", "rtn+olrc", "gilora+olrc", "refine")
+
+
+@dataclass(frozen=True)
+class Compression:
+    """A reconstruction ``Q + L R`` of one layer and how good it is.
+
+    Attributes
+    ----------
+    method : str
+    Q : (N, N_out) ndarray
+    L : (N, r) ndarray
+    R : (r, N_out) ndarray
+    grid : Grid
+    lam : float
+        Damping of ``objective.damped_error`` (``damp * mean(diag H)``).
+    objective : Objective
+        Error, damped error and relative error of ``Q + L R``.
+    clipped : int
+        Entries rounded with ``|w~ - q| > delta / 2`` during the quantizing pass
+        (RTN: of ``W`` itself; methods whose last step is Bid-Up: of that pass's start).
+    trace : ndarray or None
+        Refinement trace (``refine`` only).
+    info : dict
+        Method-specific extras (e.g. ``pass_lam`` of GILoRA).
+    """
+
+    method: str
+    Q: np.ndarray
+    L: np.ndarray
+    R: np.ndarray
+    grid: Grid
+    lam: float
+    objective: Objective
+    clipped: int
+    trace: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+
+def ridge_R(W, Q, H, L, lam: float) -> np.ndarray:
+    """``R = (L^T H L + lam I)^{-1} L^T H (W - Q)``: the best ``R`` for a fixed ``L``.
+
+    Minimises ``||X (W - Q - L R)||_F^2 + lam ||R||_F^2`` (normal equations).
+    """
+    HL = H @ L
+    K = L.T @ HL + lam * np.eye(L.shape[1])
+    return scipy.linalg.solve(K, HL.T @ (W - Q), assume_a="sym")
+
+
+def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
+             beta: float = 1.0, unbounded: bool = False, rounds: int = 1,
+             damp_from: str = "augmented", blocksize: int = 128, route: str = "cholesky",
+             grid: Grid | None = None) -> Compression:
+    """Run one of :data:`METHODS` on a layer and evaluate it.
+
+    Parameters
+    ----------
+    W : (N, N_out) array_like
+    H : (N, N) array_like
+    method : str
+        One of :data:`METHODS`.
+    bits : int
+        Grid bit-width in [1, 16].
+    rank : int, default 0
+        Branch rank ``r`` in [0, min(N, N_out)].
+    damp : float, default 0.01
+        Relative damping ``alpha``.
+    beta : float, default 1.0
+        Grid clipping factor.
+    unbounded : bool, default False
+        Use the unbounded grid (theory).
+    rounds : int, default 1
+        Refinement rounds ``K`` (``refine`` only).
+    damp_from : {"augmented", "hessian"}
+        GILoRA's pass damping convention.
+    blocksize, route
+        Passed to GPTQ / GILoRA.
+    grid : Grid, optional
+        A pre-fitted grid (overrides ``bits``, ``beta``, ``unbounded``).
+
+    Returns
+    -------
+    Compression
+    """
+    W = _v.as_matrix("W", W)
+    H = _v.check_hessian(H, W.shape[0])
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    bits = _v.check_bits("bits", bits)
+    r = _v.check_rank(rank, *W.shape)
+    lam = resolve_lam(H, damp, None)
+    if grid is None:
+        grid = fit_grid(W, bits, beta=beta, bounded=not unbounded)
+    Q, L, R, clipped, trace, info = _METHOD_FUNCS[method](
+        W, H, grid, r, lam=lam, damp=damp, rounds=rounds, damp_from=damp_from,
+        blocksize=blocksize, route=route)
+    obj = _evaluate(W, Q, L, R, None, H, lam)
+    return Compression(method, Q, L, R, grid, lam, obj, clipped, trace, info)
+
+
+def _empty(W):
+    return np.zeros((W.shape[0], 0)), np.zeros((0, W.shape[1]))
+
+
+def _rtn(W, H, grid, r, **kw):
+    Q = grid.quantize(W, np.arange(W.shape[0]))
+    return Q, *_empty(W), int(np.count_nonzero(clipped_mask(grid, W, Q))), None, {}
+
+
+def _gptq(W, H, grid, r, *, damp, blocksize, route, **kw):
+    res = gptq(W, H, grid, damp=damp, blocksize=blocksize, route=route)
+    return res.Q, *_empty(W), res.n_clipped, None, {"pass_lam": res.lam}
+
+
+def _gilora(W, H, grid, r, *, damp, damp_from, blocksize, route, **kw):
+    res = gilora(W, H, grid, r, damp=damp, damp_from=damp_from, blocksize=blocksize, route=route)
+    return res.Q, res.L, res.R, res.n_clipped, None, {"pass_lam": res.lam}
+
+
+def _then_olrc(first):
+    def run(W, H, grid, r, *, lam, **kw):
+        Q, _, _, clipped, _, info = first(W, H, grid, r, lam=lam, **kw)
+        L, R, _, _ = _olrc(W - Q, hessian_spectrum(H), r, lam)
+        return Q, L, R, clipped, None, info
+    return run
+
+
+def _gptq_ls(W, H, grid, r, *, lam, **kw):
+    Q, _, _, clipped, _, info = _gptq(W, H, grid, r, **kw)
+    L = top_eigenvectors(H, r)
+    return Q, L, ridge_R(W, Q, H, L, lam), clipped, None, info
+
+
+def _refine(W, H, grid, r, *, lam, rounds, **kw):
+    Q, L, R, clipped, _, info = _gilora(W, H, grid, r, **kw)
+    res = refine(W, H, grid, Q, r, L0=L, R0=R, rounds=rounds, lam=lam)
+    return res.Q, res.L, res.R, clipped, res.trace, info
+
+
+_METHOD_FUNCS = {
+    "rtn": _rtn,
+    "gptq": _gptq,
+    "gilora": _gilora,
+    "gptq+olrc": _then_olrc(_gptq),
+    "gptq+ls": _gptq_ls,
+    "rtn+olrc": _then_olrc(_rtn),
+    "gilora+olrc": _then_olrc(_gilora),
+    "refine": _refine,
+}

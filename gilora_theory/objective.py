@@ -1,0 +1,202 @@
+"""The layer-wise objective of [1] (THEORY.md section 1).
+
+``E = ||X (W - Q - L R)||_F^2 = tr(D^T H D)`` with ``D = W - Q - L R`` and
+``H = X^T X``; damped ``E_lam = E + lam ||D||_F^2`` with
+``lam = alpha * mean(diag H)``; relative error ``E / ||X W||_F^2``.
+
+References
+----------
+[1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
+[2] E. Frantar et al., "GPTQ", arXiv:2210.17323 (2022) (relative damping).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from . import _validation as _v
+
+__all__ = ["hessian", "damping", "residual", "layer_error", "Objective", "evaluate",
+           "HessianSpectrum", "hessian_spectrum", "resolve_lam"]
+
+
+def hessian(X) -> np.ndarray:
+    """``H = X^T X`` in float64.
+
+    Parameters
+    ----------
+    X : (m, N) array_like
+        Calibration matrix, one row per token/sample.
+    """
+    X = _v.as_matrix("X", X)
+    return X.T @ X
+
+
+def damping(H, alpha: float = 0.01) -> float:
+    """``lam = alpha * mean(diag H)`` (relative damping of [2]).
+
+    Parameters
+    ----------
+    H : (N, N) array_like
+    alpha : float, default 0.01
+    """
+    alpha = _v.check_damp(alpha)
+    return _damping(np.asarray(H, dtype=np.float64), alpha)
+
+
+def _damping(H: np.ndarray, alpha: float) -> float:
+    return float(alpha * np.mean(np.diag(H)))
+
+
+def resolve_lam(H: np.ndarray, damp: float, lam: float | None) -> float:
+    """Absolute damping: ``lam`` if given, else ``damp * mean(diag H)``."""
+    if lam is not None:
+        return _v.check_float("lam", lam)
+    return _damping(H, _v.check_damp(damp))
+
+
+def residual(W: np.ndarray, Q: np.ndarray, L=None, R=None) -> np.ndarray:
+    """``D = W - Q - L R`` (``L R`` omitted when either factor is None or rank 0)."""
+    D = W - Q
+    if L is not None and R is not None and L.shape[1] > 0:
+        D = D - L @ R
+    return D
+
+
+def _trace_quad(H: np.ndarray, D: np.ndarray) -> float:
+    """``tr(D^T H D)`` as a sum of elementwise products (no N_out x N_out product)."""
+    return float(np.einsum("ij,ij->", D, H @ D))
+
+
+def layer_error(W, Q, L=None, R=None, *, X=None, H=None, lam: float = 0.0) -> float:
+    """Damped layer error ``tr(D^T H D) + lam ||D||_F^2`` (``lam = 0``: the error ``E``).
+
+    Exactly one of ``X`` (then ``||X D||_F^2`` is used) or ``H`` must be given.
+
+    Parameters
+    ----------
+    W, Q : (N, N_out) array_like
+    L : (N, r) array_like, optional
+    R : (r, N_out) array_like, optional
+    X : (m, N) array_like, optional
+    H : (N, N) array_like, optional
+    lam : float, default 0.0
+        Absolute damping added as ``lam * ||D||_F^2``.
+    """
+    W, Q, L, R, X, H = _check_factors(W, Q, L, R, X, H)
+    lam = _v.check_float("lam", lam)
+    D = residual(W, Q, L, R)
+    base = float(np.sum((X @ D) ** 2)) if X is not None else _trace_quad(H, D)
+    return base + lam * float(np.sum(D * D))
+
+
+def _check_factors(W, Q, L, R, X, H):
+    W = _v.as_matrix("W", W)
+    Q = _v.as_matrix("Q", Q)
+    if Q.shape != W.shape:
+        raise ValueError(f"Q must have W's shape {W.shape}; got {Q.shape}")
+    if (L is None) != (R is None):
+        raise ValueError("L and R must be given together (or both omitted)")
+    if L is not None:
+        L = _v.as_matrix("L", L, allow_empty=True)
+        R = _v.as_matrix("R", R, allow_empty=True)
+        if L.shape[0] != W.shape[0] or R.shape[1] != W.shape[1] or L.shape[1] != R.shape[0]:
+            raise ValueError(f"L must be (N, r) and R (r, N_out) with W {W.shape}; got L {L.shape}, R {R.shape}")
+    if (X is None) == (H is None):
+        raise ValueError("give exactly one of X (m x N) or H (N x N)")
+    if X is not None:
+        X = _v.as_matrix("X", X)
+        _v.check_same_rows("X", X, "W", W, axis_a=1)
+    else:
+        H = _v.check_hessian(H, W.shape[0])
+    return W, Q, L, R, X, H
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The objective values of one reconstruction ``Q + L R``.
+
+    Attributes
+    ----------
+    error : float
+        ``E = tr(D^T H D)`` with ``D = W - Q - L R``.
+    damped_error : float
+        ``E_lam = E + lam ||D||_F^2``.
+    relative_error : float
+        ``E / tr(W^T H W)`` (= ``E / ||X W||_F^2``); NaN-free: 0 when both are 0,
+        inf when only ``||X W||`` is 0.
+    lam : float
+        The absolute damping used in ``damped_error``.
+    """
+
+    error: float
+    damped_error: float
+    relative_error: float
+    lam: float
+
+
+def evaluate(W, Q, L=None, R=None, *, X=None, H=None, lam: float = 0.0) -> Objective:
+    """Error, damped error and relative error of ``Q + L R`` in one call.
+
+    Same arguments as :func:`layer_error`; ``lam`` is the absolute damping.
+    """
+    W, Q, L, R, X, H = _check_factors(W, Q, L, R, X, H)
+    lam = _v.check_float("lam", lam)
+    return _evaluate(W, Q, L, R, X if X is not None else None, H, lam)
+
+
+def _evaluate(W, Q, L, R, X, H, lam) -> Objective:
+    D = residual(W, Q, L, R)
+    if X is not None:
+        E, ref = float(np.sum((X @ D) ** 2)), float(np.sum((X @ W) ** 2))
+    else:
+        E, ref = _trace_quad(H, D), _trace_quad(H, W)
+    if ref > 0:
+        rel = E / ref
+    else:
+        rel = 0.0 if E == 0 else float("inf")
+    return Objective(E, E + lam * float(np.sum(D * D)), rel, lam)
+
+
+@dataclass(frozen=True)
+class HessianSpectrum:
+    """Cached eigendecomposition ``H = V diag(e) V^T`` (ascending ``e``).
+
+    Reused across OLrC calls (refinement rounds, several ranks, several
+    damping levels): ``H_lam^{+-1/2} = V diag((e + lam)^{+-1/2}) V^T``.
+
+    Attributes
+    ----------
+    eigvals : (N,) ndarray
+        ``e``, ascending; ``e_i = s_i^2`` for ``H = X^T X``.
+    eigvecs : (N, N) ndarray
+        ``V``, orthonormal columns.
+    """
+
+    eigvals: np.ndarray
+    eigvecs: np.ndarray
+
+    def top(self, r: int) -> np.ndarray:
+        """``V_r``: the eigenvectors of the ``r`` largest eigenvalues, largest first."""
+        return self.eigvecs[:, ::-1][:, :r].copy()
+
+    def tail_energy(self, r: int) -> float:
+        """``||X - X_r||_F^2 = sum_{i>r} s_i^2`` (negative rounding noise clipped to 0)."""
+        e = np.clip(self.eigvals[::-1], 0.0, None)
+        return float(np.sum(e[r:]))
+
+
+def hessian_spectrum(H) -> HessianSpectrum:
+    """Eigendecomposition of ``H`` for reuse (``scipy.linalg.eigh``).
+
+    Parameters
+    ----------
+    H : (N, N) array_like
+        Symmetric PSD.
+    """
+
+    H = _v.check_hessian(H)
+    e, V = scipy.linalg.eigh(H, check_finite=False)
+    return HessianSpectrum(e, V)
