@@ -1,0 +1,118 @@
+"""The ``gilora-theory`` command line.
+
+Each subcommand registers itself through an ``_add_<name>`` function listed in
+``_SUBCOMMANDS`` and is run by a ``_cmd_<name>(args)`` function that calls only
+the public API. A subcommand's result is printed as one JSON object on standard
+output. Any bad input ends with one line on standard error and exit status 2;
+output files are written atomically, so a failed run leaves none behind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+
+from .io import load_layer, save_npz
+from .methods import METHODS, compress
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit status 2."""
+
+    def error(self, message):  # noqa: D401 (argparse API)
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _jsonable(obj):
+    """Plain JSON values; non-finite floats become None (never NaN in the output)."""
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def _add_grid_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bits", type=int, required=True, help="grid bit-width b in [1, 16]")
+    p.add_argument("--rank", type=int, default=0, help="branch rank r (default 0)")
+    p.add_argument("--damp", type=float, default=0.01, help="relative damping alpha (default 0.01)")
+    p.add_argument("--beta", type=float, default=1.0, help="grid clipping factor in (0, 1] (default 1)")
+    p.add_argument("--unbounded-grid", action="store_true", help="use the unbounded grid (theory)")
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="compress one layer with one method")
+    p.add_argument("layer", help="LAYER.npz with W and X or H")
+    p.add_argument("--method", required=True, choices=METHODS)
+    _add_grid_options(p)
+    p.add_argument("--rounds", type=int, default=1, help="refinement rounds K (method refine)")
+    p.add_argument("--out", required=True, help="OUT.npz for Q, L, R and the grid")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args) -> dict:
+    layer = load_layer(args.layer)
+    c = compress(layer.W, layer.H, args.method, args.bits, args.rank, damp=args.damp,
+                 beta=args.beta, unbounded=args.unbounded_grid, rounds=args.rounds)
+    save_npz(args.out, Q=c.Q, L=c.L, R=c.R, step=c.grid.step, zero=c.grid.zero,
+             bits=np.asarray(c.grid.bits), beta=np.asarray(c.grid.beta),
+             bounded=np.asarray(c.grid.bounded))
+    out = {"method": c.method, "bits": args.bits, "rank": args.rank, "damp": args.damp,
+           "lambda": c.lam, "error": c.objective.error, "damped_error": c.objective.damped_error,
+           "relative_error": c.objective.relative_error, "clipped": c.clipped}
+    out.update({k: v for k, v in c.info.items()})
+    if c.trace is not None:
+        out["trace"] = c.trace
+    return out
+
+
+_SUBCOMMANDS = [_add_run]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand."""
+    parser = _Parser(prog="gilora-theory",
+                     description="GPTQ-intrinsic LoRA: algorithms, bounds and checks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in _SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point: run a subcommand; bad input -> one line on stderr, exit 2."""
+    try:
+        args = build_parser().parse_args(argv)
+        result = args.func(args)
+    except _UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FileNotFoundError, np.linalg.LinAlgError, OSError,
+            ImportError) as exc:
+        msg = " ".join(str(exc).split())
+        print(f"gilora-theory: error: {msg}", file=sys.stderr)
+        return 2
+    if isinstance(result, int):
+        return result
+    if result is not None:
+        print(json.dumps(_jsonable(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

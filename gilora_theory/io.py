@@ -1,0 +1,136 @@
+"""Layer files and atomic writes.
+
+``LAYER.npz`` holds ``W`` (N x N_out, rows = input features) and either ``X``
+(m x N) or ``H`` (N x N, with optional scalar ``n_samples``); optional string
+``name``. Files are read with ``allow_pickle=False``: an object array is refused
+without being unpickled. Every file the package writes appears atomically
+(written to a temporary name in the same folder, then renamed).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import _validation as _v
+from .objective import hessian
+
+__all__ = ["Layer", "load_layer", "save_layer", "atomic_write", "save_npz", "write_json"]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer: weights and calibration.
+
+    Attributes
+    ----------
+    W : (N, N_out) ndarray
+    H : (N, N) ndarray
+        ``X^T X`` (computed from ``X`` when the file holds ``X``).
+    X : (m, N) ndarray or None
+    n_samples : int or None
+        Rows of ``X`` accumulated into ``H``, if known.
+    name : str
+    """
+
+    W: np.ndarray
+    H: np.ndarray
+    X: np.ndarray | None = None
+    n_samples: int | None = None
+    name: str = "layer"
+
+
+def load_layer(path) -> Layer:
+    """Read and validate a ``LAYER.npz`` (see module docstring).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, TypeError
+        Missing file, unreadable/corrupt archive, pickled objects, missing or
+        misnamed keys, bad shapes or values (each message names the key).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"layer file {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            data = {k: z[k] for k in keys & {"W", "X", "H", "n_samples", "name"}}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            raise ValueError(f"{path}: holds pickled objects, which are refused (never unpickled)") from None
+        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable .npz file ({exc}); is it truncated or corrupt?") from None
+    return _layer_from_arrays(data, keys, str(path))
+
+
+def _layer_from_arrays(data: dict, keys: set, where: str) -> Layer:
+    if "W" not in data:
+        raise ValueError(f"{where}: missing key 'W' (found {sorted(keys)}); a layer file needs W and X or H")
+    if ("X" in data) == ("H" in data):
+        raise ValueError(f"{where}: needs exactly one of keys 'X' or 'H'; found {sorted(keys)}")
+    W = _v.as_matrix("W", data["W"])
+    X = None
+    if "X" in data:
+        X = _v.as_matrix("X", data["X"])
+        _v.check_same_rows("X", X, "W", W, axis_a=1)
+        H = hessian(X)
+    else:
+        H = _v.check_hessian(data["H"], W.shape[0])
+    n = data.get("n_samples")
+    n_samples = None if n is None else int(np.asarray(n).item())
+    if X is not None:
+        n_samples = X.shape[0]
+    name = str(np.asarray(data["name"]).item()) if "name" in data else Path(where).stem
+    return Layer(W, H, X, n_samples, name)
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """Open a temporary file beside ``path``; rename it to ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_npz(path, **arrays) -> None:
+    """``numpy.savez_compressed`` written atomically."""
+    with atomic_write(path) as f:
+        np.savez_compressed(f, **arrays)
+
+
+def save_layer(path, W, *, H=None, X=None, n_samples=None, name=None) -> None:
+    """Write a ``LAYER.npz`` atomically (exactly one of ``H`` or ``X``)."""
+    arrays = {"W": np.asarray(W)}
+    if (H is None) == (X is None):
+        raise ValueError("give exactly one of H or X")
+    arrays["H" if H is not None else "X"] = np.asarray(H if H is not None else X)
+    if n_samples is not None:
+        arrays["n_samples"] = np.asarray(n_samples)
+    if name is not None:
+        arrays["name"] = np.asarray(str(name))
+    save_npz(path, **arrays)
+
+
+def write_json(path, obj) -> None:
+    """Write ``obj`` as indented JSON atomically."""
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+        f.write("\n")
