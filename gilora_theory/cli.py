@@ -81,7 +81,36 @@ def _cmd_run(args) -> dict:
     return out
 
 
-_SUBCOMMANDS = [_add_run]
+def _add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="run (or resume) a sweep of layers x methods x bits x ranks x seeds",
+                       description="Run a sweep into --out; rerunning the same command resumes it "
+                                   "(finished runs are kept, never recomputed or duplicated).")
+    p.add_argument("config", help="CONFIG.json, or the name of a packaged configuration")
+    p.add_argument("--out", required=True, help="output folder (runs/, runs.csv, traces.csv, sweep.json)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in this process)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args) -> dict:
+    from .experiments import run_sweep_cli
+    return run_sweep_cli(args.config, args.out, workers=args.workers, progress=not args.no_progress)
+
+
+def _add_figures(sub) -> None:
+    p = sub.add_parser("figures", help="rebuild every figure from saved sweep tables")
+    p.add_argument("--tables", default="figures/tables", help="folder of sweep folders (default figures/tables)")
+    p.add_argument("--out", default="figures", help="folder for the PNG files (default figures)")
+    p.set_defaults(func=_cmd_figures)
+
+
+def _cmd_figures(args) -> dict:
+    from .plotting import make_figures
+    paths = make_figures(args.tables, args.out)
+    return {"figures": {name: str(path) for name, path in paths.items()}}
+
+
+_SUBCOMMANDS = [_add_run, _add_sweep, _add_figures]
 
 
 def build_parser() -> argparse.ArgumentParser:
