@@ -100,6 +100,8 @@ def top_eigenvectors(H: np.ndarray, r: int) -> np.ndarray:
     if r == 0:
         return np.zeros((N, 0))
     _, V = scipy.linalg.eigh(H, subset_by_index=[N - r, N - 1], check_finite=False)
+    if V.shape[1] != r:  # ?syevr may return fewer vectors for a tight eigenvalue cluster
+        V = scipy.linalg.eigh(H, check_finite=False)[1][:, N - r:]
     V = V[:, ::-1]
     idx = np.argmax(np.abs(V), axis=0)
     return V * np.sign(V[idx, np.arange(r)])
