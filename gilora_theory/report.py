@@ -1,0 +1,156 @@
+"""The verdict table and the written reports of ``gilora-theory check``.
+
+Takes the :class:`~gilora_theory.paper.ClaimResult` list of a run and renders
+
+- the verdict table (one line per claim, plain text for a terminal),
+- ``report.md``: verdicts, numbers, the tables behind the comparison claims and
+  links to the figures, and
+- ``report.json``: claim id -> ``{"verdict", "title", "summary", "metrics"}``
+  plus a ``"meta"`` entry (seed, mode, data, timings).
+
+Both files are written atomically (:func:`gilora_theory.io.atomic_write`); no
+value in ``report.json`` is NaN (non-finite floats become ``null``).
+
+References
+----------
+[1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_write, write_json
+
+__all__ = ["verdict_table", "report_markdown", "report_dict", "write_report",
+           "markdown_table", "exit_status"]
+
+_RULE_WIDTH = 100
+
+
+def exit_status(results) -> int:
+    """0 when every claim holds (PASS or REPORT), 1 when any claim FAILs."""
+    return 1 if any(res.verdict == "FAIL" for res in results) else 0
+
+
+def verdict_table(results) -> str:
+    """One line per claim: ``VERDICT  Cn  title: summary`` under a header line."""
+    lines = [f"{'verdict':<7}  {'claim':<5}  what was checked", "-" * _RULE_WIDTH]
+    for res in results:
+        lines.append(f"{res.verdict:<7}  {res.claim:<5}  {res.title}: {res.summary}")
+    n_fail = sum(res.verdict == "FAIL" for res in results)
+    lines.append("-" * _RULE_WIDTH)
+    lines.append(f"{len(results)} claims: {len(results) - n_fail} hold, {n_fail} fail")
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    """A table cell: floats with 4 significant digits, everything else as text."""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(df, *, max_rows: int = 60) -> str:
+    """A pandas DataFrame as a GitHub markdown table (first ``max_rows`` rows)."""
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.head(max_rows).itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    if len(df) > max_rows:
+        lines.append(f"\n({len(df) - max_rows} more rows in report.json)")
+    return "\n".join(lines)
+
+
+def _metric_lines(metrics: dict) -> list[str]:
+    return [f"- `{key}`: {_cell(value)}" for key, value in metrics.items()]
+
+
+def report_markdown(results, *, figures=(), meta=None, notes=()) -> str:
+    """The text of ``report.md``.
+
+    Parameters
+    ----------
+    results : sequence of ClaimResult
+    figures : sequence of (title, path) pairs
+        Figures written next to the report; paths relative to the report.
+    meta : dict, optional
+        Run description (mode, seed, data, timings), listed at the top.
+    notes : sequence of str
+        Extra remarks (e.g. "live MiniLM skipped: torch not importable").
+    """
+    out = ["# gilora-theory check: paper claims of [1] arXiv:2606.01412", ""]
+    for key, value in (meta or {}).items():
+        out.append(f"- {key}: {_cell(value) if not isinstance(value, (list, tuple)) else ', '.join(map(str, value))}")
+    out += [f"- note: {note}" for note in notes]
+    out += ["", "## Verdicts", "", "| claim | verdict | title | numbers |", "|---|---|---|---|"]
+    for res in results:
+        out.append(f"| {res.claim} | **{res.verdict}** | {_cell(res.title)} | {_cell(res.summary)} |")
+    out += ["", "A claim FAILs only when data contradicts it; REPORT claims (C13, C14) compare "
+            "methods and FAIL only if an inequality that must hold is violated.", ""]
+    out += ["## Figures", ""]
+    if figures:
+        out += [f"![{title}]({path})" for title, path in figures]
+    else:
+        out.append("No figures were written (see notes above).")
+    for res in results:
+        out += ["", f"## {res.claim} {res.title}: {res.verdict}", "", res.summary, ""]
+        out += _metric_lines(res.metrics)
+        if res.table is not None and len(res.table):
+            out += ["", markdown_table(res.table)]
+    return "\n".join(out) + "\n"
+
+
+def _jsonable(obj):
+    """Plain JSON values; non-finite floats become None; DataFrames become row records."""
+    if hasattr(obj, "to_dict") and hasattr(obj, "columns"):
+        return _jsonable(obj.to_dict(orient="records"))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def report_dict(results, *, meta=None) -> dict:
+    """``report.json`` content: claim id -> verdict, title, summary, metrics, table rows."""
+    out = {}
+    for res in results:
+        entry = {"verdict": res.verdict, "title": res.title, "summary": res.summary,
+                 "metrics": res.metrics}
+        if res.table is not None:
+            entry["table"] = res.table
+        out[res.claim] = entry
+    out["meta"] = dict(meta or {})
+    return _jsonable(out)
+
+
+def write_report(out_dir, results, *, figures=(), meta=None, notes=()) -> tuple[Path, Path]:
+    """Write ``out_dir/report.md`` and ``out_dir/report.json`` atomically.
+
+    ``figures`` holds (title, path) pairs; paths are written relative to ``out_dir``.
+    Returns the two paths.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rel = [(title, os.path.relpath(Path(path), out_dir)) for title, path in figures]
+    md_path, json_path = out_dir / "report.md", out_dir / "report.json"
+    with atomic_write(md_path, "w") as f:
+        f.write(report_markdown(results, figures=rel, meta=meta, notes=notes))
+    write_json(json_path, report_dict(results, meta=dict(meta or {}, notes=list(notes))))
+    return md_path, json_path
