@@ -16,10 +16,15 @@ olrc        -- Alg. 2, optimal low-rank compensation for a fixed Q
 gilora      -- Alg. 3, GPTQ-intrinsic LoRA (augmented Hessian), Schur complement
 bidup       -- Alg. 4, Bid-Up, and the refinement loop
 methods     -- compositions compared in the experiments (RTN, GPTQ+OLrC, ...)
+checks      -- correctness checks to run on your own data (loss identity, OLrC optimality, ...)
 io          -- layer files (``LAYER.npz``) read safely and written atomically
 cli         -- the ``gilora-theory`` command line
 """
 from .bidup import BidUpResult, RefineResult, bid_up, refine
+from .checks import (CheckResult, check_bidup_argmin, check_blocksize_invariance,
+                     check_gilora_r0_is_gptq, check_loss_identity, check_monotone,
+                     check_olrc_optimality, check_ridge_solution, check_routes_agree,
+                     check_scaling, check_schur_gptq)
 from .gilora import GILoRAResult, augmented_hessian, gilora, schur_complement, top_eigenvectors
 from .gptq import GPTQResult, gptq, psi_factor
 from .grid import Grid, clipped_mask, fit_grid
@@ -40,5 +45,8 @@ __all__ = [
     "gilora", "GILoRAResult", "augmented_hessian", "schur_complement", "top_eigenvectors",
     "bid_up", "BidUpResult", "refine", "RefineResult",
     "compress", "Compression", "METHODS", "ridge_R",
+    "CheckResult", "check_loss_identity", "check_gilora_r0_is_gptq", "check_blocksize_invariance",
+    "check_routes_agree", "check_ridge_solution", "check_schur_gptq", "check_olrc_optimality",
+    "check_bidup_argmin", "check_monotone", "check_scaling",
     "NumericalError",
 ]
