@@ -12,7 +12,7 @@ import scipy.linalg
 
 __all__ = [
     "NumericalError", "as_matrix", "check_bits", "check_beta", "check_int",
-    "check_damp", "check_hessian", "check_rank", "check_same_rows",
+    "check_damp", "check_hessian", "check_rank", "check_same_rows", "check_finite_output",
 ]
 
 _EPS = np.finfo(np.float64).eps
@@ -31,7 +31,10 @@ def as_matrix(name: str, A, *, ndim: int = 2, allow_empty: bool = False,
     """
     if isinstance(A, (str, bytes)) or A is None:
         raise TypeError(f"{name} must be a float32 or float64 array; got {type(A).__name__}")
-    arr = np.asarray(A)
+    try:
+        arr = np.asarray(A)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a rectangular array; {exc}") from None
     if arr.dtype not in (np.float32, np.float64):
         raise TypeError(
             f"{name} must be a float32 or float64 array; got dtype {arr.dtype}. "
@@ -116,12 +119,13 @@ def check_hessian(H, N: int | None = None, *, name: str = "H", psd: bool = True)
     if N is not None and H.shape[0] != N:
         raise ValueError(f"{name} must be {N} x {N} to match W's {N} rows; got shape {H.shape}")
     scale = float(np.max(np.abs(H)))
-    asym = float(np.max(np.abs(H - H.T)))
+    with np.errstate(over="ignore"):
+        asym = float(np.max(np.abs(H - H.T)))
     if asym > 64 * _EPS * scale:
         raise ValueError(
             f"{name} must be symmetric; max |{name} - {name}^T| is {asym:.3g} "
             f"(tolerance {64 * _EPS * scale:.3g}). Pass (H + H.T) / 2 if the asymmetry is rounding")
-    H = 0.5 * (H + H.T)
+    H = 0.5 * H + 0.5 * H.T  # not 0.5 * (H + H^T): that overflows for entries near the float limit
     if psd and scale > 0:
         tol = 64 * H.shape[0] * _EPS * scale
         if np.min(np.diag(H)) < -tol or not _is_psd(H, tol):
@@ -141,3 +145,21 @@ def _is_psd(H: np.ndarray, tol: float) -> bool:
         return True
     except np.linalg.LinAlgError:
         return False
+
+
+def check_finite_output(what: str, hint: str, **outputs) -> None:
+    """Raise ``NumericalError`` if any output (array or scalar) holds inf or NaN.
+
+    Finite inputs can still overflow float64 on the way (``X^T X`` of entries
+    near 1e200, an error ``tr(D^T H D)`` of huge weights): this is the check at
+    the public boundary that no NaN or inf leaves the package silently.
+    ``what`` names the computation, ``hint`` says which argument to rescale.
+    """
+    for key, value in outputs.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            bad = np.argwhere(~np.isfinite(arr))[0] if arr.ndim else ()
+            where = f" at index {tuple(int(i) for i in bad)}" if arr.ndim else ""
+            raise NumericalError(
+                f"{what} overflowed float64: {key} is {arr[tuple(bad)]}{where} although the "
+                f"inputs are finite. {hint}")

@@ -118,7 +118,9 @@ def bid_up(target, Q0, H, grid: Grid, *, damp: float = 0.01, lam: float | None =
     blocksize = _v.check_int("blocksize", blocksize, low=1)
     lam = resolve_lam(H, damp, lam) if use_damping else 0.0
     G = H + lam * np.eye(H.shape[0])
-    trace = _bid_up(T, Q, G, grid, sweeps, blocksize)
+    with np.errstate(over="ignore", invalid="ignore"):
+        trace = _bid_up(T, Q, G, grid, sweeps, blocksize)
+    _v.check_finite_output("Bid-Up", "Rescale target and Q0, or H.", Q=Q, trace=trace)
     return BidUpResult(Q, np.array(trace), "H_lam" if use_damping else "H", lam)
 
 
@@ -206,13 +208,15 @@ def refine(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1
     spec = spectrum if spectrum is not None else hessian_spectrum(H)
     G = H + lam * np.eye(H.shape[0])
     M0 = L0 @ R0 if L0 is not None and R0 is not None else 0.0
-    trace, steps = [_trace_quad(G, W - Q - M0)], ["start"]
-    for _ in range(rounds):
+    with np.errstate(over="ignore", invalid="ignore"):
+        trace, steps = [_trace_quad(G, W - Q - M0)], ["start"]
+        for _ in range(rounds):
+            L, R, value, _a = _olrc(W - Q, spec, r, lam)
+            f = _bid_up(W - L @ R, Q, G, grid, sweeps, blocksize)
+            trace += [value, f[-1]]
+            steps += ["olrc", "bidup"]
         L, R, value, _a = _olrc(W - Q, spec, r, lam)
-        f = _bid_up(W - L @ R, Q, G, grid, sweeps, blocksize)
-        trace += [value, f[-1]]
-        steps += ["olrc", "bidup"]
-    L, R, value, _a = _olrc(W - Q, spec, r, lam)
     trace.append(value)
     steps.append("olrc")
+    _v.check_finite_output("the refinement loop", "Rescale W, or H.", Q=Q, L=L, R=R, trace=trace)
     return RefineResult(Q, L, R, np.array(trace), tuple(steps), lam)

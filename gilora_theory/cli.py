@@ -124,12 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Entry point: run a subcommand; bad input -> one line on stderr, exit 2."""
+    """Entry point: run a subcommand; bad input -> one line on stderr, exit 2.
+
+    Floating-point warnings are silenced here: the library raises
+    ``NumericalError`` whenever a result would be inf or NaN, so a warning
+    would only be a second stderr line before that one-line error.
+    """
     try:
         args = build_parser().parse_args(argv)
-        result = args.func(args)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            result = args.func(args)
     except _UsageError as exc:
-        print(str(exc), file=sys.stderr)
+        print(" ".join(str(exc).split()), file=sys.stderr)
         return 2
     except (ValueError, TypeError, FileNotFoundError, np.linalg.LinAlgError, OSError,
             ImportError) as exc:

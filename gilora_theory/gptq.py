@@ -96,35 +96,64 @@ def psi_factor(H_lam, *, route: str = "cholesky") -> np.ndarray:
     Raises
     ------
     NumericalError
-        If ``H_lam`` is not numerically positive definite.
+        If ``H_lam`` is not numerically positive definite: a Cholesky pivot or
+        an eigenvalue at or below ``n eps max`` (the rounding level, see
+        :func:`gptq` for the spectral floor that :func:`gptq` applies instead).
     """
     H_lam = _v.check_hessian(H_lam, name="H_lam")
     if route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
-    return _psi(H_lam, route)
+    return _psi_cholesky(H_lam) if route == "cholesky" else _psi_eig(H_lam, floor=False)[0]
 
 
-def _psi(H_lam: np.ndarray, route: str) -> np.ndarray:
+def _rounding_level(n: int, top: float) -> float:
+    """``n eps top``: eigenvalues or pivots at or below it cannot be told from zero."""
+    return n * np.finfo(np.float64).eps * max(top, 0.0)
+
+
+def _psi_cholesky(H_lam: np.ndarray) -> np.ndarray:
+    """Cholesky route; refuses pivots at the rounding level (numerically singular)."""
     n = H_lam.shape[0]
-    if route == "cholesky":
-        try:
-            C = scipy.linalg.cholesky(H_lam[::-1, ::-1], lower=True, check_finite=False)
-        except np.linalg.LinAlgError as exc:
-            raise _v.NumericalError(
-                f"H_lam is not positive definite (Cholesky failed: {exc}). "
-                "Increase damp, use route='eig', or pass damp_policy='increase'") from None
-        Cinv = scipy.linalg.solve_triangular(C, np.eye(n), lower=True, check_finite=False)
-        return np.ascontiguousarray(Cinv.T[::-1, ::-1])
-    e, V = scipy.linalg.eigh(H_lam, check_finite=False)
-    if e[0] <= n * np.finfo(np.float64).eps * max(e[-1], 0.0):
+    try:
+        C = scipy.linalg.cholesky(H_lam[::-1, ::-1], lower=True, check_finite=False)
+    except np.linalg.LinAlgError as exc:
         raise _v.NumericalError(
-            f"H_lam is not positive definite: smallest eigenvalue {e[0]:.3g} "
-            f"(largest {e[-1]:.3g}). Increase damp or pass damp_policy='increase'")
+            f"H_lam is not positive definite (Cholesky failed: {exc}). "
+            "Increase damp, use route='eig', or pass damp_policy='increase'") from None
+    _v.check_finite_output("the Cholesky factor of H_lam", "Rescale H (or X).", C=C)
+    pivot = float(np.min(np.diag(C))) ** 2
+    level = _rounding_level(n, float(np.max(np.diag(H_lam))))
+    if pivot <= level:
+        raise _v.NumericalError(
+            f"H_lam is numerically singular: smallest Cholesky pivot {pivot:.3g} <= n eps "
+            f"max(diag) = {level:.3g}. Increase damp, use route='eig', or pass "
+            "damp_policy='increase'")
+    Cinv = scipy.linalg.solve_triangular(C, np.eye(n), lower=True, check_finite=False)
+    return np.ascontiguousarray(Cinv.T[::-1, ::-1])
+
+
+def _psi_eig(H_lam: np.ndarray, *, floor: bool) -> tuple[np.ndarray, float]:
+    """Eig+QR route; returns ``Psi`` and the spectral-floor shift applied (see :func:`gptq`).
+
+    With ``floor``, eigenvalues below ``tau = n eps max(e)`` (rounding noise) are
+    lifted by the uniform shift ``tau - min(e)``, so ``Psi Psi^T = (H_lam + shift I)^{-1}``.
+    """
+    n = H_lam.shape[0]
+    e, V = scipy.linalg.eigh(H_lam, check_finite=False)
+    tau = _rounding_level(n, float(e[-1]))
+    shift = 0.0
+    if e[0] <= tau:
+        if not floor or tau == 0:
+            raise _v.NumericalError(
+                f"H_lam is not positive definite: smallest eigenvalue {e[0]:.3g} "
+                f"(largest {e[-1]:.3g}). Increase damp or pass damp_policy='increase'")
+        shift = tau - float(e[0])
+        e = np.maximum(e + shift, tau)
     B = (V * e ** -0.5) @ V.T
     Rb = scipy.linalg.qr(B, mode="r", check_finite=False)[0]
     Psi = Rb.T
     Psi *= np.sign(np.diag(Psi))
-    return Psi
+    return Psi, shift
 
 
 def _factor_with_policy(H: np.ndarray, lam: float, route: str, policy: str,
@@ -132,14 +161,21 @@ def _factor_with_policy(H: np.ndarray, lam: float, route: str, policy: str,
     """Factor ``H + lam I``; under ``policy='increase'`` multiply ``lam`` by 10 until it works.
 
     The starting value for ``lam = 0`` is ``n * eps * max(1, max diag H)``. The
+    eig route applies its spectral floor (a uniform shift of ``lam``). The
     final ``lam`` is returned so that every caller reports the value used.
     """
     n = H.shape[0]
     for _ in range(max_increase + 1):
         try:
             H_lam = H.copy()
-            H_lam[np.diag_indices(n)] += lam
-            return _psi(H_lam, route), lam
+            with np.errstate(over="ignore"):
+                H_lam[np.diag_indices(n)] += lam
+            _v.check_finite_output("forming H_lam = H + lam I", "Rescale H (or X), or reduce damp.",
+                                   H_lam=H_lam)
+            if route == "eig":
+                Psi, shift = _psi_eig(H_lam, floor=True)
+                return Psi, lam + shift
+            return _psi_cholesky(H_lam), lam
         except _v.NumericalError:
             if policy != "increase":
                 raise
@@ -202,7 +238,11 @@ def _run(W_aug: np.ndarray, H_aug: np.ndarray, grid: Grid, n_quant: int, *, lam:
     Hp = H_aug[np.ix_(full, full)]
     Psi, lam = _factor_with_policy(Hp, lam, route, damp_policy)
     Wt = W_aug[full].copy()
-    Qp, terms, clipp = _gptq_pass(Wt, Psi, grid, perm, n_quant, blocksize)
+    with np.errstate(over="ignore", invalid="ignore"):
+        Qp, terms, clipp = _gptq_pass(Wt, Psi, grid, perm, n_quant, blocksize)
+    _v.check_finite_output("the GPTQ pass", f"Rescale W (|W| up to {np.max(np.abs(W_aug)):.3g}) "
+                           f"or increase damp (lam was {lam:.3g}).", Q=Qp, step_terms=terms,
+                           R=Wt[n_quant:])
     inv = np.argsort(perm)
     return Qp[inv], Wt[n_quant:], lam, np.diag(Psi)[:n_quant].copy(), terms, clipp[inv], perm
 
@@ -242,7 +282,13 @@ def gptq(W, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None,
     blocksize : int, default 128
         Rows per lazy batch; results agree for every block size.
     route : {"cholesky", "eig"}, default "cholesky"
-        How ``Psi`` is factorised (see :func:`psi_factor`).
+        How ``Psi`` is factorised (see :func:`psi_factor`). ``"cholesky"`` fails
+        when ``H_lam`` is numerically singular (a pivot ``<= n eps max(diag)``).
+        ``"eig"`` never fails on a valid ``H``: its **spectral floor** lifts
+        eigenvalues of ``H_lam`` below the rounding level ``tau = n eps max(e)``
+        by the uniform shift ``tau - min(e)`` (at most ``tau`` plus the PSD
+        tolerance of ``H``), i.e. ``lam`` grows by a rounding-sized amount and
+        ``result.lam`` reports the value used, for which every identity holds.
     act_order : bool, default False
         Process rows by decreasing ``H_ii`` (reference GPTQ ``act_order``).
     dead_channels : bool, default True
@@ -251,6 +297,12 @@ def gptq(W, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None,
     damp_policy : {"raise", "increase"}, default "raise"
         On a factorisation failure raise ``NumericalError``, or multiply ``lam``
         by 10 until ``H + lam I`` factorises (the final value is ``result.lam``).
+
+    Raises
+    ------
+    NumericalError
+        Cholesky failure under ``damp_policy="raise"``, or a pass whose values
+        overflow float64 (inputs near the float limits): never NaN or inf out.
 
     Returns
     -------

@@ -155,9 +155,15 @@ def fit_grid(W, bits: int, *, beta: float = 1.0, bounded: bool = True,
     else:
         groupsize = _v.check_int("groupsize", groupsize, low=1, high=N)
         blocks = [W[i:i + groupsize] for i in range(0, N, groupsize)]
-    fits = [_fit_columns(B, 2**bits - 1, beta) for B in blocks]
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        fits = [_fit_columns(B, 2**bits - 1, beta) for B in blocks]
     step = np.stack([f[0] for f in fits])
     zero = np.stack([f[1] for f in fits])
+    _v.check_finite_output("fitting the grid", "Rescale W (Q scales with W).", step=step, zero=zero)
+    if np.any(step == 0):
+        raise _v.NumericalError(
+            f"fitting the grid underflowed: a column of W spans {np.min(np.ptp(W, axis=0)):.3g}, "
+            f"too small for a {bits}-bit step in float64. Rescale W (Q scales with W).")
     return Grid(step, zero, bits, beta, bool(bounded), groupsize)
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,36 +47,71 @@ class Layer:
     name: str = "layer"
 
 
+_KEYS = ("W", "X", "H", "n_samples", "name")
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
 def load_layer(path) -> Layer:
     """Read and validate a ``LAYER.npz`` (see module docstring).
+
+    The file's first bytes are checked before ``numpy.load`` sees it, and only
+    the keys listed above are read, each with ``allow_pickle=False``: a pickle
+    (bare, or as an object array inside the archive) is refused, never unpickled.
 
     Raises
     ------
     FileNotFoundError, ValueError, TypeError
         Missing file, unreadable/corrupt archive, pickled objects, missing or
-        misnamed keys, bad shapes or values (each message names the key).
+        misnamed keys, bad shapes or values (each message names the file and key).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"layer file {str(path)!r} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head.startswith(_ZIP_MAGIC):
+        raise ValueError(f"{path}: not an .npz archive; {_describe(head)}. "
+                         "Write layer files with numpy.savez or gilora_theory.io.save_layer")
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
-            data = {k: z[k] for k in keys & {"W", "X", "H", "n_samples", "name"}}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-            raise ValueError(f"{path}: holds pickled objects, which are refused (never unpickled)") from None
-        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            data = {k: _read_key(z, k, path) for k in _KEYS if k in keys}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise ValueError(f"{path}: not a readable .npz file ({exc}); is it truncated or corrupt?") from None
-    return _layer_from_arrays(data, keys, str(path))
+    try:
+        return _layer_from_arrays(data, keys, str(path))
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+def _describe(head: bytes) -> str:
+    """What a file that is not a zip archive looks like, from its first bytes."""
+    if not head:
+        return "the file is empty"
+    if head[:1] == b"\x80":
+        return "it is a Python pickle, which is refused (never unpickled)"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a single .npy array"
+    return f"it starts with bytes {head!r}"
+
+
+def _read_key(z, key: str, path: Path) -> np.ndarray:
+    """One array of the archive; object arrays are refused by ``allow_pickle=False``."""
+    try:
+        return z[key]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "object" in str(exc).lower():
+            raise ValueError(f"{path}: key {key!r} holds pickled Python objects, which are refused "
+                             "(never unpickled); store plain float arrays") from None
+        raise ValueError(f"{path}: key {key!r} is not a readable array ({exc}); "
+                         "is the file truncated or corrupt?") from None
 
 
 def _layer_from_arrays(data: dict, keys: set, where: str) -> Layer:
     if "W" not in data:
-        raise ValueError(f"{where}: missing key 'W' (found {sorted(keys)}); a layer file needs W and X or H")
+        raise ValueError(f"missing key 'W' (found {sorted(keys)}); a layer file needs W and X or H")
     if ("X" in data) == ("H" in data):
-        raise ValueError(f"{where}: needs exactly one of keys 'X' or 'H'; found {sorted(keys)}")
+        raise ValueError(f"needs exactly one of keys 'X' or 'H'; found {sorted(keys)}")
     W = _v.as_matrix("W", data["W"])
     X = None
     if "X" in data:
@@ -84,12 +120,22 @@ def _layer_from_arrays(data: dict, keys: set, where: str) -> Layer:
         H = hessian(X)
     else:
         H = _v.check_hessian(data["H"], W.shape[0])
-    n = data.get("n_samples")
-    n_samples = None if n is None else int(np.asarray(n).item())
-    if X is not None:
-        n_samples = X.shape[0]
-    name = str(np.asarray(data["name"]).item()) if "name" in data else Path(where).stem
-    return Layer(W, H, X, n_samples, name)
+    n_samples = _scalar(data, "n_samples", "iuf", "a positive integer")
+    if n_samples is not None and not (float(n_samples).is_integer() and n_samples >= 1):
+        raise ValueError(f"key 'n_samples' must be a positive integer; got {n_samples}")
+    n_samples = X.shape[0] if X is not None else (None if n_samples is None else int(n_samples))
+    name = _scalar(data, "name", "U", "a string")
+    return Layer(W, H, X, n_samples, Path(where).stem if name is None else str(name))
+
+
+def _scalar(data: dict, key: str, kinds: str, what: str):
+    """An optional scalar key of dtype kind in ``kinds`` (None when absent)."""
+    if key not in data:
+        return None
+    a = np.asarray(data[key])
+    if a.ndim != 0 or a.dtype.kind not in kinds:
+        raise ValueError(f"key {key!r} must be {what} scalar; got dtype {a.dtype}, shape {a.shape}")
+    return a.item()
 
 
 @contextlib.contextmanager

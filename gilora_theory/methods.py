@@ -132,9 +132,11 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
     lam = resolve_lam(H, damp, None)
     if grid is None:
         grid = fit_grid(W, bits, beta=beta, bounded=not unbounded)
-    Q, L, R, clipped, trace, info = _METHOD_FUNCS[method](
-        W, H, grid, r, lam=lam, damp=damp, rounds=rounds, damp_from=damp_from,
-        blocksize=blocksize, route=route)
+    with np.errstate(over="ignore", invalid="ignore"):
+        Q, L, R, clipped, trace, info = _METHOD_FUNCS[method](
+            W, H, grid, r, lam=lam, damp=damp, rounds=rounds, damp_from=damp_from,
+            blocksize=blocksize, route=route)
+    _v.check_finite_output(f"method {method!r}", "Rescale W or H.", Q=Q, L=L, R=R)
     obj = _evaluate(W, Q, L, R, None, H, lam)
     return Compression(method, Q, L, R, grid, lam, obj, clipped, trace, info)
 

@@ -31,7 +31,14 @@ def hessian(X) -> np.ndarray:
         Calibration matrix, one row per token/sample.
     """
     X = _v.as_matrix("X", X)
-    return X.T @ X
+    with np.errstate(over="ignore", invalid="ignore"):
+        H = X.T @ X
+    _v.check_finite_output("H = X^T X", "Rescale X (every error scales by c^2 and no Q "
+                           "changes under relative damping).", H=H)
+    if np.any((np.diag(H) == 0) & np.any(X != 0, axis=0)):
+        raise _v.NumericalError("H = X^T X underflowed float64: a nonzero column of X has "
+                                "H_ii = 0. Rescale X.")
+    return H
 
 
 def damping(H, alpha: float = 0.01) -> float:
@@ -42,19 +49,23 @@ def damping(H, alpha: float = 0.01) -> float:
     H : (N, N) array_like
     alpha : float, default 0.01
     """
+    H = _v.check_hessian(H)
     alpha = _v.check_damp(alpha)
-    return _damping(np.asarray(H, dtype=np.float64), alpha)
+    return resolve_lam(H, alpha, None)
 
 
 def _damping(H: np.ndarray, alpha: float) -> float:
-    return float(alpha * np.mean(np.diag(H)))
+    with np.errstate(over="ignore"):
+        return float(alpha * np.mean(np.diag(H)))
 
 
 def resolve_lam(H: np.ndarray, damp: float, lam: float | None) -> float:
-    """Absolute damping: ``lam`` if given, else ``damp * mean(diag H)``."""
+    """Absolute damping: ``lam`` if given, else ``damp * mean(diag H)`` (finite, or NumericalError)."""
     if lam is not None:
         return _v.check_float("lam", lam)
-    return _damping(H, _v.check_damp(damp))
+    lam = _damping(H, _v.check_damp(damp))
+    _v.check_finite_output("lam = damp * mean(diag H)", "Reduce damp or rescale H.", lam=lam)
+    return lam
 
 
 def residual(W: np.ndarray, Q: np.ndarray, L=None, R=None) -> np.ndarray:
@@ -87,9 +98,12 @@ def layer_error(W, Q, L=None, R=None, *, X=None, H=None, lam: float = 0.0) -> fl
     """
     W, Q, L, R, X, H = _check_factors(W, Q, L, R, X, H)
     lam = _v.check_float("lam", lam)
-    D = residual(W, Q, L, R)
-    base = float(np.sum((X @ D) ** 2)) if X is not None else _trace_quad(H, D)
-    return base + lam * float(np.sum(D * D))
+    with np.errstate(over="ignore", invalid="ignore"):
+        D = residual(W, Q, L, R)
+        base = float(np.sum((X @ D) ** 2)) if X is not None else _trace_quad(H, D)
+        value = base + lam * float(np.sum(D * D))
+    _v.check_finite_output("the layer error", "Rescale W (and Q, L R) or X / H.", error=value)
+    return value
 
 
 def _check_factors(W, Q, L, R, X, H):
@@ -148,16 +162,20 @@ def evaluate(W, Q, L=None, R=None, *, X=None, H=None, lam: float = 0.0) -> Objec
 
 
 def _evaluate(W, Q, L, R, X, H, lam) -> Objective:
-    D = residual(W, Q, L, R)
-    if X is not None:
-        E, ref = float(np.sum((X @ D) ** 2)), float(np.sum((X @ W) ** 2))
-    else:
-        E, ref = _trace_quad(H, D), _trace_quad(H, W)
+    with np.errstate(over="ignore", invalid="ignore"):
+        D = residual(W, Q, L, R)
+        if X is not None:
+            E, ref = float(np.sum((X @ D) ** 2)), float(np.sum((X @ W) ** 2))
+        else:
+            E, ref = _trace_quad(H, D), _trace_quad(H, W)
+        damped = E + lam * float(np.sum(D * D))
+    _v.check_finite_output("the layer error", "Rescale W (and Q, L R) or X / H.",
+                           error=E, damped_error=damped, reference=ref)
     if ref > 0:
         rel = E / ref
     else:
         rel = 0.0 if E == 0 else float("inf")
-    return Objective(E, E + lam * float(np.sum(D * D)), rel, lam)
+    return Objective(E, damped, rel, lam)
 
 
 @dataclass(frozen=True)

@@ -111,5 +111,7 @@ def olrc(W, Q, H, rank: int, *, damp: float = 0.01, lam: float | None = None,
     spec = spectrum if spectrum is not None else hessian_spectrum(H)
     if spec.eigvecs.shape[0] != W.shape[0]:
         raise ValueError(f"spectrum is for N = {spec.eigvecs.shape[0]}, W has N = {W.shape[0]}")
-    L, R, value, a = _olrc(W - Q, spec, r, lam)
+    with np.errstate(over="ignore", invalid="ignore"):
+        L, R, value, a = _olrc(W - Q, spec, r, lam)
+    _v.check_finite_output("OLrC", "Rescale W and Q, or H.", L=L, R=R, value=value)
     return OLrCResult(L, R, value, a, lam)
