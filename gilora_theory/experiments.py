@@ -218,9 +218,13 @@ def resolve_layer(spec: dict, seed: int = 0):
 
     ``{"source": "file", "path": P}`` reads ``LAYER.npz``;
     ``{"source": "bundled", "name": NAME}`` loads a real layer shipped with the
-    package (:mod:`gilora_theory.data`); ``{"source": "synthetic", ...}`` draws a
-    layer from the synthetic gallery (:mod:`gilora_theory.calibration`) with
-    ``numpy.random.default_rng(seed)``. Results are cached per process.
+    package (:mod:`gilora_theory.data`; ``"layer"`` overrides the name looked up);
+    ``{"source": "synthetic", "name", "kind", "m", "N", "N_out", "params",
+    "weights", "weight_params"}`` draws ``X = calibration(kind, m, N, **params)``
+    from the gallery (:mod:`gilora_theory.calibration`), then
+    ``W = weights(weights, N, N_out, **weight_params)`` (default ``gaussian``),
+    both from one ``numpy.random.default_rng(seed)``. Results are cached per
+    process (a file layer is read again when its modification time changes).
     """
     spec = _check_layer_spec(spec)
     stamp = None
@@ -238,10 +242,25 @@ def _seeded(spec: dict) -> bool:
 def _resolve_cached(spec_json: str, seed: int, stamp):
     spec = json.loads(spec_json)
     if spec["source"] == "file":
-        layer = load_layer(spec["path"])
-    else:
-        raise ValueError(f"layer source {spec['source']!r} is not available yet")
-    return layer
+        return load_layer(spec["path"])
+    if spec["source"] == "synthetic":
+        return _synthetic_layer(spec, seed)
+    from .data import load_bundled
+    return load_bundled(spec.get("layer", spec["name"]))
+
+
+def _synthetic_layer(spec: dict, seed: int):
+    """``X`` from the gallery, then ``W``, both from one ``default_rng(seed)``."""
+    from .calibration import calibration, weights
+    from .io import Layer
+    missing = {"kind", "m", "N", "N_out"} - set(spec)
+    if missing:
+        raise ValueError(f"synthetic layer {spec['name']!r} misses keys {sorted(missing)}")
+    rng = np.random.default_rng(seed)
+    cal = calibration(spec["kind"], spec["m"], spec["N"], rng=rng, **spec.get("params", {}))
+    W = weights(spec.get("weights", "gaussian"), spec["N"], spec["N_out"], rng=rng,
+                **spec.get("weight_params", {}))
+    return Layer(W, cal.H, cal.X, cal.X.shape[0], spec["name"])
 
 
 def data_hash(W, H) -> str:
