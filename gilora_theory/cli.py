@@ -106,11 +106,35 @@ def _add_figures(sub) -> None:
 
 def _cmd_figures(args) -> dict:
     from .plotting import make_figures
-    paths = make_figures(args.tables, args.out)
-    return {"figures": {name: str(path) for name, path in paths.items()}}
+    return make_figures(args.tables, args.out)
 
 
-_SUBCOMMANDS = [_add_run, _add_sweep, _add_figures]
+def _add_check(sub) -> None:
+    p = sub.add_parser("check", help="verify every paper claim C1-C14 on the default data; write the reports",
+                       description="Run every paper-claim check on the embedded default data (synthetic "
+                                   "gallery, bundled real MiniLM layers, and the live model when torch is "
+                                   "importable); print the verdict table; write OUT/report.md, "
+                                   "OUT/report.json and OUT/figures/. Exit status 0 when every claim "
+                                   "holds, 1 when one FAILs, 2 on bad input.")
+    p.add_argument("--quick", action="store_true", help="smaller sweeps (under 5 minutes on 2 cores)")
+    p.add_argument("--out", default="check-out", help="output folder (default check-out)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and random draws (default 0)")
+    p.add_argument("--claims", default=None, help="comma-separated claim ids, e.g. C1,C6 (default all)")
+    p.add_argument("--no-live", action="store_true", help="do not use the live MiniLM model even if torch is importable")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
+    p.set_defaults(func=_cmd_check)
+
+
+def _cmd_check(args) -> int:
+    from .report import run_check, verdict_table
+    run = run_check(args.out, quick=args.quick, seed=args.seed, claims=args.claims,
+                    live=not args.no_live, progress=not args.no_progress)
+    print(verdict_table(run.results))
+    print(f"reports: {run.markdown} {run.json}; figures: {len(run.figures)}")
+    return run.exit_status
+
+
+_SUBCOMMANDS = [_add_run, _add_sweep, _add_figures, _add_check]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ References
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -34,8 +34,8 @@ from .grid import fit_grid
 from .objective import resolve_lam
 from .olrc import olrc
 
-__all__ = ["ClaimResult", "PaperData", "VERDICTS", "CLAIMS", "iter_claims", "default_data",
-           "synthetic_layers",
+__all__ = ["ClaimResult", "PaperData", "VERDICTS", "CLAIMS", "iter_claims", "run_claim",
+           "claim_ids", "default_data", "synthetic_layers", "real_layers",
            "c01_gilora_r0_is_gptq", "c02_blocksize_invariance", "c03_routes_agree",
            "c04_loss_identity", "c05_ridge_and_schur", "c07_olrc_optimal",
            "c08_bidup_argmin", "c09_refinement_monotone"]
@@ -62,6 +62,9 @@ class ClaimResult:
         Named numbers (counts, worst margins, tolerances) for ``report.json``.
     table : pandas.DataFrame or None
         One row per case (comparison claims; also the per-case evidence).
+    figure_data : pandas.DataFrame or None
+        The claim's numbers in the table format :mod:`gilora_theory.plotting`
+        reads, when it differs from ``table`` (e.g. refinement traces).
     """
 
     claim: str
@@ -70,6 +73,7 @@ class ClaimResult:
     summary: str
     metrics: dict = field(default_factory=dict)
     table: object = None
+    figure_data: object = None
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -102,6 +106,8 @@ class PaperData:
         Seed of every random draw a claim makes (``np.random.default_rng(seed)``).
     sources : tuple of str
         Where the layers came from (for the report).
+    notes : tuple of str
+        Data that was asked for but not used, and why (e.g. torch not importable).
     """
 
     layers: tuple
@@ -109,6 +115,7 @@ class PaperData:
     quick: bool = True
     seed: int = 0
     sources: tuple = ()
+    notes: tuple = ()
 
     def select(self, *, real: bool | None = None) -> tuple:
         """The real layers (``real=True``), the synthetic ones (False) or all (None)."""
@@ -144,25 +151,41 @@ def synthetic_layers(*, N: int, N_out: int, rng=None) -> tuple:
     return tuple(out)
 
 
-def default_data(*, quick: bool = True, seed: int = 0, real=()) -> PaperData:
-    """The embedded default data: the synthetic gallery plus the given real layers.
+def default_data(*, quick: bool = True, seed: int = 0, real=None, live: bool = False) -> PaperData:
+    """The embedded default data: the synthetic gallery, then real MiniLM layers.
 
     Parameters
     ----------
     quick : bool, default True
-        Gallery layers of size 48 x 32 (quick) or 128 x 96 (full).
+        Gallery layers of size 48 x 32 (quick) or 128 x 96 (full), and fewer
+        real layers.
     seed : int, default 0
         Seed of the gallery and of every claim's random draws.
-    real : sequence of Layer
-        Real layers (objects with ``W``, ``H``, ``name``) appended after the gallery.
+    real : sequence of Layer, optional
+        Real layers (objects with ``W``, ``H``, ``name``) to use instead of the
+        bundled sample (:func:`real_layers`).
+    live : bool, default False
+        Also capture layers from the live MiniLM model when torch is importable.
     """
     N, N_out = (48, 32) if quick else (128, 96)
     syn = synthetic_layers(N=N, N_out=N_out, rng=seed)
+    notes = ()
+    if real is None:
+        real, notes = real_layers(quick=quick, live=live)
     real = tuple(real)
     sources = (f"synthetic gallery: {len(syn)} layers {N} x {N_out}, seed {seed}",)
     if real:
         sources += (f"real layers: {', '.join(lay.name for lay in real)}",)
-    return PaperData(syn + real, tuple(lay.name for lay in real), bool(quick), int(seed), sources)
+    return PaperData(syn + real, tuple(lay.name for lay in real), bool(quick), int(seed),
+                     sources, tuple(notes))
+
+
+def real_layers(*, quick: bool = True, live: bool = False) -> tuple[tuple, tuple]:
+    """Real MiniLM layers: the bundled sample, plus live ones when asked and torch is importable.
+
+    Returns ``(layers, notes)``; ``notes`` says what was skipped and why.
+    """
+    return (), ("real layers: no bundled sample available (gilora_theory.data missing)",)
 
 
 def _frame(rows):
@@ -384,7 +407,7 @@ def c09_refinement_monotone(data: PaperData, *, refine_fn=refine) -> ClaimResult
     ``N ||H_lam||_2 ||W||_F^2``. ``refine_fn``: the implementation judged.
     """
     rounds = 3 if data.quick else 6
-    rows = []
+    rows, traces = [], []
     for lay in data.layers:
         for r in _settings(data)[1]:
             grid, r = fit_grid(lay.W, 3), _rank(r, lay.W)
@@ -393,12 +416,15 @@ def c09_refinement_monotone(data: PaperData, *, refine_fn=refine) -> ClaimResult
             chk = checks.check_monotone(res.trace, scale=_trace_scale(lay, res.lam))
             rows.append(_row(chk, layer=lay.name, rank=r, F_start=float(res.trace[0]),
                              F_end=float(res.trace[-1])))
+            traces += [{"run_key": f"{lay.name}/r{r}", "layer": lay.name, "bits": 3, "rank": r,
+                        "step": k, "value": float(v)} for k, v in enumerate(res.trace)]
     df = _frame(rows)
     drop = float((1 - df.F_end / df.F_start).mean())
-    return _checked("C9", "refinement trace never increases", rows,
-                    f"largest rise {df.value.max():.2g} (tol {df.tol.min():.2g}); F falls by "
-                    f"{100 * drop:.3g}% on average over {len(df)} runs of {rounds} rounds",
-                    {"rounds": rounds, "max_rise": float(df.value.max()), "mean_relative_decrease": drop})
+    res = _checked("C9", "refinement trace never increases", rows,
+                   f"largest rise {df.value.max():.2g} (tol {df.tol.min():.2g}); F falls by "
+                   f"{100 * drop:.3g}% on average over {len(df)} runs of {rounds} rounds",
+                   {"rounds": rounds, "max_rise": float(df.value.max()), "mean_relative_decrease": drop})
+    return replace(res, figure_data=_frame(traces))
 
 
 CLAIMS = {
@@ -413,11 +439,27 @@ CLAIMS = {
 }
 
 
+def claim_ids(ids=None) -> list:
+    """Validated claim ids (``"C1"``, ``"c6"`` and ``"6"`` all mean C6); default all."""
+    if ids is None:
+        return list(CLAIMS)
+    if isinstance(ids, str):
+        ids = [i for i in ids.split(",") if i.strip()]
+    out = []
+    for raw in ids:
+        cid = "C" + str(raw).strip().upper().lstrip("C")
+        if cid not in CLAIMS:
+            raise ValueError(f"unknown claim id {raw!r}; expected some of {', '.join(CLAIMS)}")
+        out.append(cid)
+    return out
+
+
+def run_claim(cid: str, data: PaperData) -> ClaimResult:
+    """The :class:`ClaimResult` of claim ``cid`` on ``data``."""
+    return CLAIMS[claim_ids([cid])[0]](data)
+
+
 def iter_claims(data: PaperData, ids=None):
     """Yield the :class:`ClaimResult` of each claim in ``ids`` (default: all, in order)."""
-    ids = list(CLAIMS) if ids is None else list(ids)
-    unknown = [i for i in ids if i not in CLAIMS]
-    if unknown:
-        raise ValueError(f"unknown claim id(s) {unknown}; expected some of {list(CLAIMS)}")
-    for cid in ids:
+    for cid in claim_ids(ids):
         yield CLAIMS[cid](data)

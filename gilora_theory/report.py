@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import _validation as _v
 from .io import atomic_write, write_json
 
 __all__ = ["verdict_table", "report_markdown", "report_dict", "write_report",
-           "markdown_table", "exit_status"]
+           "markdown_table", "exit_status", "CheckRun", "run_check", "claim_figures"]
 
 _RULE_WIDTH = 100
 
@@ -154,3 +158,119 @@ def write_report(out_dir, results, *, figures=(), meta=None, notes=()) -> tuple[
         f.write(report_markdown(results, figures=rel, meta=meta, notes=notes))
     write_json(json_path, report_dict(results, meta=dict(meta or {}, notes=list(notes))))
     return md_path, json_path
+
+
+_FIGURES = (
+    # (claim, plotting function, file name, title)
+    ("C6", "plot_bound_chain", "bound_chain.png", "C6: slack of the upper-bound chain"),
+    ("C9", "plot_refinement_traces", "refinement_traces.png", "C9: refinement traces"),
+    ("C12", "plot_bound_scaling", "bound_scaling.png", "C12: upper against lower bound"),
+    ("C13", "plot_method_comparison", "method_comparison.png", "C13: method comparison"),
+    ("C14", "plot_rank_benefit", "rank_benefit.png", "C14: predicted against realised rank benefit"),
+)
+
+
+def claim_figures(results, out_dir) -> tuple[list, list]:
+    """Draw the figures of the claims' tables with :mod:`gilora_theory.plotting`.
+
+    Returns ``(figures, notes)``: (title, path) pairs of the PNG files written to
+    ``out_dir/figures`` and a note for each figure that could not be drawn
+    (plotting or matplotlib missing, or the claim's table absent).
+    """
+    try:
+        from . import plotting
+    except ImportError as exc:
+        return [], [f"no figures: gilora_theory.plotting is not importable ({exc})"]
+    tables = {res.claim: res for res in results}
+    figures, notes = [], []
+    for claim, func, name, title in _FIGURES:
+        res = tables.get(claim)
+        table = None if res is None else (res.figure_data if res.figure_data is not None
+                                          else res.table)
+        if table is None or not len(table) or not hasattr(plotting, func):
+            notes.append(f"figure {name} not drawn: no {claim} table or no plotting.{func}")
+            continue
+        fig = getattr(plotting, func)(table)
+        figures.append((title, plotting.save_figure(fig, Path(out_dir) / "figures" / name)))
+    return figures, notes
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """What :func:`run_check` did.
+
+    Attributes
+    ----------
+    results : list of ClaimResult
+        One per claim, in order.
+    markdown : pathlib.Path
+        ``report.md``.
+    json : pathlib.Path
+        ``report.json``.
+    figures : list of (str, pathlib.Path)
+        Figures written.
+    notes : list of str
+        Data sources skipped, figures not drawn.
+    exit_status : int
+        0 when every claim holds, 1 when one FAILs.
+    """
+
+    results: list
+    markdown: Path
+    json: Path
+    figures: list
+    notes: list
+    exit_status: int
+
+
+def run_check(out_dir, *, quick: bool = False, seed: int = 0, claims=None, live: bool = True,
+              progress: bool = True) -> CheckRun:
+    """The main job: every claim of [1] on the default data, then the reports and figures.
+
+    Parameters
+    ----------
+    out_dir : path
+        Folder for ``report.md``, ``report.json`` and ``figures/`` (created).
+    quick : bool, default False
+        The quick sweeps (minutes) instead of the full ones.
+    seed : int, default 0
+        Seed of the synthetic data and every random draw.
+    claims : sequence of str, optional
+        Claim ids to run (default all).
+    live : bool, default True
+        Also use the live MiniLM model when torch is importable.
+    progress : bool, default True
+        A tqdm progress bar on standard error.
+    """
+    from . import paper
+    seed = _v.check_int("seed", seed, low=0)
+    ids = paper.claim_ids(claims)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out must be a folder; {str(out_dir)!r} is a file")
+    t0 = time.perf_counter()
+    data = paper.default_data(quick=quick, seed=seed, live=live)
+    notes = list(data.notes)
+    results = []
+    bar = _progress(len(ids), progress)
+    for cid in ids:
+        if bar is not None:
+            bar.set_description(f"claim {cid}")
+        results.append(paper.run_claim(cid, data))
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    figures, fig_notes = claim_figures(results, out_dir)
+    meta = {"mode": "quick" if quick else "full", "seed": seed, "data": list(data.sources),
+            "seconds": round(time.perf_counter() - t0, 1), "exit_status": exit_status(results)}
+    md, js = write_report(out_dir, results, figures=figures, meta=meta, notes=notes + fig_notes)
+    return CheckRun(results, md, js, figures, notes + fig_notes, exit_status(results))
+
+
+def _progress(total: int, enabled: bool):
+    """A tqdm bar on standard error, or None."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, unit="claim", file=sys.stderr)
