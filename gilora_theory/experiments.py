@@ -55,6 +55,7 @@ import pandas as pd
 from . import _validation as _v
 from .io import atomic_write, load_layer, write_json
 from .methods import METHODS, compress
+from .objective import layer_error
 
 __all__ = ["SweepConfig", "Run", "SweepResult", "load_config", "config_hash", "expand_runs",
            "run_one", "run_sweep", "assemble", "read_tables", "data_hash", "resolve_layer",
@@ -344,7 +345,7 @@ def run_one(run: Run) -> dict:
 
     ``row`` holds the run's identity (layer, shape, seed, data hash, method,
     bits, rank), the options, its errors (``error``, ``damped_error``,
-    ``relative_error``), ``lam`` (and ``pass_lam``), the clipping count and the
+    ``relative_error``), ``signal = ||X W||_F^2 = tr(W^T H W)``, ``lam`` (and ``pass_lam``), the clipping count and the
     wall-clock time of the method (``time_method``, seconds). ``trace`` is the
     refinement trace (``refine`` only) or None.
     """
@@ -361,7 +362,8 @@ def run_one(run: Run) -> dict:
            "seed": run.seed, "data_hash": data_hash(layer.W, layer.H), "method": run.method,
            "bits": run.bits, "rank": run.rank, **{f"opt_{k}": v for k, v in opts.items()},
            "error": c.objective.error, "damped_error": c.objective.damped_error,
-           "relative_error": c.objective.relative_error, "lam": c.lam,
+           "relative_error": c.objective.relative_error,
+           "signal": layer_error(layer.W, np.zeros_like(layer.W), H=layer.H), "lam": c.lam,
            "pass_lam": float(c.info.get("pass_lam", c.lam)), "clipped": int(c.clipped),
            "time_method": elapsed}
     trace = None if c.trace is None else [float(v) for v in c.trace]

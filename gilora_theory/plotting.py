@@ -1,0 +1,437 @@
+"""Figures from sweep tables (plotting only reads tables; it computes nothing new).
+
+Every ``plot_*`` function takes a table written by :mod:`gilora_theory.experiments`
+(``runs.csv`` or ``traces.csv``, as a pandas DataFrame) and returns a
+:class:`matplotlib.figure.Figure` built without pyplot (no global state, any
+backend; files are rendered by Agg). :func:`make_figures` rebuilds every figure
+of ``figures/`` from a folder of sweep folders; :data:`FIGURES` says which
+sweep feeds which figure.
+
+Errors are shown relative to the layer's output energy, ``E / ||X W||_F^2``
+(dimensionless), on log axes: across bit-widths and spectra they span decades.
+
+References
+----------
+[1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .io import atomic_write
+
+__all__ = ["FIGURES", "METHOD_STYLE", "plot_error_vs_rank", "plot_error_vs_bits",
+           "plot_bound_chain", "plot_refinement_traces", "plot_bound_scaling",
+           "plot_rank_benefit", "plot_method_comparison", "save_figure", "make_figures"]
+
+METHOD_STYLE = {
+    "rtn": dict(color="0.6", marker="x", label="RTN"),
+    "gptq": dict(color="0.2", marker="s", label="GPTQ"),
+    "gilora": dict(color="tab:blue", marker="o", label="GILoRA"),
+    "gptq+olrc": dict(color="tab:orange", marker="^", label="GPTQ → OLrC"),
+    "gptq+ls": dict(color="tab:brown", marker="v", label="GPTQ → LS R (L = V_r)"),
+    "rtn+olrc": dict(color="tab:pink", marker="<", label="RTN → OLrC"),
+    "gilora+olrc": dict(color="tab:green", marker="D", label="GILoRA → OLrC"),
+    "refine": dict(color="tab:red", marker="P", label="GILoRA + refinement"),
+}
+"""Colour, marker and legend label of each method (the same in every figure)."""
+
+_BRANCHLESS = ("rtn", "gptq")
+_BOUND_STYLE = dict(color="k", linestyle="--", linewidth=1.2)
+
+
+def _panels(n: int, *, ncols: int = 3, size=(3.7, 2.9)) -> tuple[Figure, list]:
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, list(axes[:n])
+
+
+def _relative(df: pd.DataFrame, column: str) -> pd.Series:
+    """``column / ||X W||_F^2`` (the run's ``signal``)."""
+    return df[column] / df["signal"]
+
+
+def _band(ax, x, groups, **style) -> None:
+    """Median line over seeds with a min-max band."""
+    med, lo, hi = groups.median(), groups.min(), groups.max()
+    ax.plot(x, med.to_numpy(), markersize=4, **style)
+    if (hi > lo).any():
+        ax.fill_between(x, lo.to_numpy(), hi.to_numpy(), color=style.get("color"), alpha=0.15,
+                        linewidth=0)
+
+
+def _legend(fig: Figure, axes: list) -> None:
+    handles, labels = {}, []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    fig.legend([handles[k] for k in labels], labels, loc="outside lower center",
+               ncols=min(len(labels), 4), fontsize=8, frameon=False)
+
+
+def _pick(values, prefer):
+    """``prefer`` if present, else the middle of the sorted ``values``."""
+    values = sorted(set(values))
+    return prefer if prefer in values else values[len(values) // 2]
+
+
+def plot_error_vs_rank(runs: pd.DataFrame, *, bits: int | None = None,
+                       title: str = "") -> Figure:
+    """Relative error against rank r, one panel per layer, one line per method.
+
+    Branch-less methods (GPTQ, RTN) are horizontal lines; the Cor. 3.9 closed
+    form ``C (||X - X_r||_F^2 + (N + r) lam)`` relative to ``||X W||_F^2`` is the
+    dashed black line (when the table has it). Median over seeds, band min-max.
+
+    Parameters
+    ----------
+    runs : DataFrame
+        A ``runs.csv`` table.
+    bits : int, optional
+        Bit-width shown (default 3 if present, else the middle one).
+    """
+    bits = _pick(runs["bits"], 3 if bits is None else bits)
+    df = runs[runs["bits"] == bits]
+    layers = list(dict.fromkeys(df["layer"]))
+    fig, axes = _panels(len(layers))
+    for ax, layer in zip(axes, layers):
+        d = df[df["layer"] == layer]
+        ranks = np.sort(d["rank"].unique())
+        for method, dm in d.groupby("method", sort=False):
+            g = _relative(dm, "error").groupby(dm["rank"])
+            if method in _BRANCHLESS:
+                ax.axhline(g.median().iloc[0], linestyle=":", linewidth=1.2,
+                           color=METHOD_STYLE[method]["color"], label=METHOD_STYLE[method]["label"])
+            else:
+                _band(ax, g.median().index, g, **METHOD_STYLE[method])
+        if "bound_closed_form" in d:
+            db = d[d["method"] == "gilora"].dropna(subset=["bound_closed_form"])
+            g = _relative(db, "bound_closed_form").groupby(db["rank"])
+            ax.plot(g.median().index, g.median().to_numpy(), label="bound (Cor. 3.9)", **_BOUND_STYLE)
+        ax.set_xscale("symlog", base=2, linthresh=1)
+        ax.set_xticks(ranks, [str(r) for r in ranks], fontsize=7)
+        ax.set_yscale("log")
+        ax.set_title(layer, fontsize=9)
+        ax.set_xlabel("rank r")
+        ax.set_ylabel("relative error E / ‖XW‖²")
+        ax.grid(True, which="major", alpha=0.3)
+    fig.suptitle(title or f"Error against rank at b = {bits} bits", fontsize=11)
+    _legend(fig, axes)
+    return fig
+
+
+def plot_error_vs_bits(runs: pd.DataFrame, *, rank: int | None = None,
+                       title: str = "") -> Figure:
+    """Relative error against bit-width b, one panel per layer, one line per method.
+
+    Methods with a branch are shown at rank ``rank`` (default: 8 if present,
+    else the middle rank with ``r > 0``); branch-less methods at rank 0. The
+    dashed line is the closed-form bound at that rank (GILoRA's chain).
+    """
+    branch = runs.loc[runs["rank"] > 0, "rank"]
+    rank = _pick(branch if len(branch) else runs["rank"], 8 if rank is None else rank)
+    keep = (runs["rank"] == rank) | runs["method"].isin(_BRANCHLESS)
+    df = runs[keep]
+    layers = list(dict.fromkeys(df["layer"]))
+    fig, axes = _panels(len(layers))
+    for ax, layer in zip(axes, layers):
+        d = df[df["layer"] == layer]
+        for method, dm in d.groupby("method", sort=False):
+            g = _relative(dm, "error").groupby(dm["bits"])
+            _band(ax, g.median().index, g, **METHOD_STYLE[method])
+        if "bound_closed_form" in d:
+            db = d[(d["method"] == "gilora") & (d["rank"] == rank)].dropna(subset=["bound_closed_form"])
+            g = _relative(db, "bound_closed_form").groupby(db["bits"])
+            ax.plot(g.median().index, g.median().to_numpy(), label=f"bound (Cor. 3.9), r = {rank}",
+                    **_BOUND_STYLE)
+        ax.set_yscale("log")
+        ax.set_xticks(np.sort(d["bits"].unique()))
+        ax.set_title(layer, fontsize=9)
+        ax.set_xlabel("bits b")
+        ax.set_ylabel("relative error E / ‖XW‖²")
+        ax.grid(True, which="major", alpha=0.3)
+    fig.suptitle(title or f"Error against bit-width (low-rank methods at r = {rank})", fontsize=11)
+    _legend(fig, axes)
+    return fig
+
+
+CHAIN = (
+    ("error", "bound_damped_aug", "E ≤ E_λ,aug"),
+    ("bound_damped_aug", "bound_step_sum", "E_λ,aug = Σ steps"),
+    ("bound_step_sum", "bound_schur_sum", "Σ steps ≤ C Σ Ψ⁻²"),
+    ("bound_schur_sum", "bound_trace_S", "C Σ Ψ⁻² ≤ C tr S"),
+    ("bound_trace_S", "bound_closed_form", "C tr S ≤ closed form"),
+    ("error", "bound_closed_form", "E ≤ closed form\n(whole chain)"),
+)
+"""Links of the upper-bound chain (THEORY.md section 4): (smaller, larger, label)."""
+
+
+def plot_bound_chain(runs: pd.DataFrame, *, title: str = "") -> Figure:
+    """Slack of every link of the upper-bound chain: ratio smaller / larger side.
+
+    One column of points per link (GPTQ and GILoRA runs); a ratio above 1 is a
+    violated link. Runs that clipped (``clipped > 0``) are drawn in red: the
+    chain is only claimed without clipping. Log scale: slack spans decades.
+    """
+    df = runs.dropna(subset=[c for c in ("bound_closed_form",) if c in runs])
+    df = df[df["method"].isin(("gptq", "gilora"))]
+    fig = Figure(figsize=(8.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    jitter = np.random.default_rng(0).uniform(-0.18, 0.18, len(df))
+    for i, (lo, hi, _label) in enumerate(CHAIN):
+        if lo not in df or hi not in df:
+            continue
+        ratio = (df[lo] / df[hi]).to_numpy()
+        clipped = df["clipped"].to_numpy() > 0
+        ax.scatter(i + jitter[~clipped], ratio[~clipped], s=7, alpha=0.5, color="tab:blue",
+                   label="no clipping" if i == 0 else None)
+        ax.scatter(i + jitter[clipped], ratio[clipped], s=7, alpha=0.5, color="tab:red",
+                   label="clipped" if i == 0 else None)
+    ax.axhline(1.0, color="k", linewidth=1)
+    ax.set_xticks(range(len(CHAIN)), [c[2] for c in CHAIN], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("smaller side / larger side  (≤ 1: link holds)")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(True, axis="y", alpha=0.3)
+    n_clip = int((df["clipped"] > 0).sum())
+    fig.suptitle(title or f"Slack of the upper-bound chain over {len(df)} runs "
+                 f"({n_clip} clipped)", fontsize=11)
+    return fig
+
+
+def plot_refinement_traces(traces: pd.DataFrame, *, bits: int | None = None,
+                           title: str = "") -> Figure:
+    """Refinement traces ``F(Q, L R) / F(start)`` against step, one panel per layer.
+
+    ``F`` is the damped objective descended by the loop (OLrC and Bid-Up
+    half-steps, THEORY.md section 3), starting from GILoRA; every line must be
+    non-increasing. Thin lines: runs (seeds), coloured by rank; thick: median.
+
+    Parameters
+    ----------
+    traces : DataFrame
+        A ``traces.csv`` table.
+    bits : int, optional
+        Bit-width shown (default 3 if present, else the middle one).
+    """
+    bits = _pick(traces["bits"], 3 if bits is None else bits)
+    df = traces[traces["bits"] == bits].copy()
+    df["ratio"] = df["value"] / df.groupby("run_key")["value"].transform("first")
+    ranks = sorted(df["rank"].unique())
+    cmap = _colormap("viridis", len(ranks))
+    layers = list(dict.fromkeys(df["layer"]))
+    fig, axes = _panels(len(layers))
+    steps = np.sort(df["step"].unique())
+    for ax, layer in zip(axes, layers):
+        for k, r in enumerate(ranks):
+            d = df[(df["layer"] == layer) & (df["rank"] == r)]
+            for _key, run in d.groupby("run_key"):
+                ax.plot(run["step"], run["ratio"], color=cmap[k], alpha=0.25, linewidth=0.7)
+            med = d.groupby("step")["ratio"].median()
+            ax.plot(med.index, med.to_numpy(), color=cmap[k], linewidth=1.8, label=f"r = {r}")
+        ax.set_xticks(steps, [_step_label(s) for s in steps], fontsize=7, rotation=40, ha="right")
+        ax.set_title(layer, fontsize=9)
+        ax.set_ylabel("F / F(GILoRA start)")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title or f"Refinement loop at b = {bits} bits: damped objective F after each "
+                 f"half-step", fontsize=11)
+    _legend(fig, axes)
+    return fig
+
+
+def _step_label(step: int) -> str:
+    if step == 0:
+        return "start"
+    return f"{'OLrC' if step % 2 else 'Bid-Up'} {(step + 1) // 2}"
+
+
+def _colormap(name: str, n: int) -> list:
+    from matplotlib import colormaps
+    return [colormaps[name](x) for x in np.linspace(0.0, 0.85, max(n, 1))]
+
+
+def plot_bound_scaling(runs: pd.DataFrame, *, title: str = "") -> Figure:
+    """Upper against lower bound as N and b grow (well-conditioned X).
+
+    Left: the Cor. 3.9 closed form, GILoRA's measured error and the lower bound
+    against N, one colour per bit-width (log-log). Right: upper / lower ratio
+    against N (the dominant-scaling claim: it stays bounded).
+    """
+    df = runs[(runs["method"] == "gilora")].dropna(subset=["lower_bound", "bound_closed_form"])
+    df = df[df["lower_bound"] > 0]
+    bits = sorted(df["bits"].unique())
+    cmap = _colormap("plasma", len(bits))
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    ax, ax2 = fig.subplots(1, 2)
+    for k, b in enumerate(bits):
+        d = df[df["bits"] == b].groupby("N")
+        N = d["N"].first().index
+        ax.plot(N, d["bound_closed_form"].median(), color=cmap[k], linestyle="--")
+        ax.plot(N, d["error"].median(), color=cmap[k], marker="o", markersize=3, linewidth=1)
+        ax.plot(N, d["lower_bound"].median(), color=cmap[k], linestyle=":", label=f"b = {b}")
+        ratio = (df.loc[df["bits"] == b, "bound_closed_form"] / df.loc[df["bits"] == b, "lower_bound"])
+        g = ratio.groupby(df.loc[df["bits"] == b, "N"])
+        ax2.plot(g.median().index, g.median().to_numpy(), color=cmap[k], marker="o", markersize=3,
+                 label=f"b = {b}")
+    for a in (ax, ax2):
+        a.set_xscale("log", base=2)
+        a.set_yscale("log")
+        a.set_xlabel("input dimension N")
+        a.grid(True, which="major", alpha=0.3)
+    ax.set_ylabel("layer error E (absolute)")
+    ax.set_title("dashed: upper bound · dots: GILoRA · dotted: lower bound", fontsize=8)
+    ax2.set_ylabel("upper bound / lower bound")
+    ax.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    fig.suptitle(title or "Upper against lower bound as N and b grow", fontsize=11)
+    return fig
+
+
+def plot_rank_benefit(runs: pd.DataFrame, *, title: str = "") -> Figure:
+    """Predicted against realised benefit of rank r (GILoRA; claim C14).
+
+    x: predicted ``h(r) / h(0)`` with ``h(r) = ||X - X_r||_F^2 + (N + r) lam``;
+    y: measured ``D(r) / D(0)`` (GILoRA's error at rank r over GPTQ's = rank 0),
+    at the same bit-width. On the diagonal the whole predicted benefit is
+    realised; above it, less. One colour per layer, one marker per bit-width.
+    """
+    df = runs[(runs["method"] == "gilora")].dropna(subset=["h_r"])
+    base = df[df["rank"] == 0].set_index(["layer", "seed", "bits"])
+    df = df[df["rank"] > 0].join(base[["error", "h_r"]], on=["layer", "seed", "bits"], rsuffix="_0")
+    layers = list(dict.fromkeys(df["layer"]))
+    colors = _colormap("tab10", len(layers)) if len(layers) > 10 else \
+        [f"C{i}" for i in range(len(layers))]
+    markers = dict(zip(sorted(df["bits"].unique()), "osD^v"))
+    fig = Figure(figsize=(7.5, 5.2), layout="constrained")
+    ax = fig.subplots()
+    for color, layer in zip(colors, layers):
+        d = df[df["layer"] == layer]
+        for b, db in d.groupby("bits"):
+            ax.scatter(db["h_r"] / db["h_r_0"], db["error"] / db["error_0"], color=color,
+                       marker=markers[b], s=22, alpha=0.8,
+                       label=layer if b == d["bits"].min() else None)
+    lo = float(min((df["h_r"] / df["h_r_0"]).min(), (df["error"] / df["error_0"]).min()))
+    ax.plot([lo, 1], [lo, 1], color="k", linewidth=1, label="realised = predicted")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("predicted h(r) / h(0)")
+    ax.set_ylabel("measured D(r) / D(0)")
+    for b, mk in markers.items():
+        ax.scatter([], [], marker=mk, color="0.4", label=f"b = {b}")
+    ax.legend(fontsize=7, loc="upper left", ncols=2)
+    ax.grid(True, which="both", alpha=0.2)
+    fig.suptitle(title or "Rank benefit: bound's prediction against GILoRA's measured error", fontsize=11)
+    return fig
+
+
+def plot_method_comparison(runs: pd.DataFrame, *, bits: int | None = None, rank: int | None = None,
+                           baseline: str = "gptq+olrc", title: str = "") -> Figure:
+    """Every method's error over ``baseline``'s, per layer, at one bit-width and rank.
+
+    One row per layer, one marker per method (median over seeds); values below
+    1 beat the baseline. Branch-less methods are at rank 0. Log x axis.
+    """
+    bits = _pick(runs["bits"], 3 if bits is None else bits)
+    branch = runs.loc[runs["rank"] > 0, "rank"]
+    rank = _pick(branch if len(branch) else runs["rank"], 8 if rank is None else rank)
+    df = runs[(runs["bits"] == bits) & ((runs["rank"] == rank) | runs["method"].isin(_BRANCHLESS))]
+    med = df.groupby(["layer", "method"], sort=False)["error"].median().unstack("method")
+    layers = list(dict.fromkeys(df["layer"]))
+    med = med.loc[layers]
+    rel = med.div(med[baseline], axis=0)
+    fig = Figure(figsize=(7.5, 0.9 + 0.32 * len(layers) + 0.4), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(layers))
+    for method in rel.columns:
+        ax.scatter(rel[method], y, s=26, alpha=0.85, **METHOD_STYLE[method])
+    ax.axvline(1.0, color="k", linewidth=1)
+    ax.set_yticks(y, layers, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel(f"error / error of {METHOD_STYLE[baseline]['label']}")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=4, fontsize=7, frameon=False)
+    fig.suptitle(title or f"Method comparison at b = {bits} bits, r = {rank}", fontsize=11)
+    return fig
+
+
+def save_figure(fig: Figure, path, *, dpi: int = 100) -> Path:
+    """Write ``fig`` as PNG atomically, without time or version metadata (reproducible bytes)."""
+    path = Path(path)
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=dpi, metadata={"Software": None})
+    return path
+
+
+def _comparison_both(synthetic: pd.DataFrame, real: pd.DataFrame) -> Figure:
+    return plot_method_comparison(pd.concat([synthetic, real], ignore_index=True))
+
+
+FIGURES = {
+    "error_vs_rank_synthetic": (("synthetic_rank",), plot_error_vs_rank),
+    "error_vs_rank_real": (("real_layers",), plot_error_vs_rank),
+    "error_vs_bits_synthetic": (("synthetic_bits",), plot_error_vs_bits),
+    "error_vs_bits_real": (("real_layers",), plot_error_vs_bits),
+    "bound_chain_slack": (("synthetic_bits",), plot_bound_chain),
+    "refinement_traces": (("synthetic_rank:traces",), plot_refinement_traces),
+    "upper_vs_lower": (("scaling",), plot_bound_scaling),
+    "rank_benefit_real": (("real_layers",), plot_rank_benefit),
+    "method_comparison": (("synthetic_rank", "real_layers"), _comparison_both),
+}
+"""Figure name -> (sweep tables it reads, plotting function). A table is the
+``runs.csv`` of the sweep folder of that name (``NAME:traces``: its ``traces.csv``);
+the sweeps are the packaged configurations of the same names."""
+
+
+def make_figures(tables="figures/tables", out="figures", *, dpi: int = 100,
+                 only=None) -> dict:
+    """Rebuild figures of :data:`FIGURES` from saved sweep tables.
+
+    Parameters
+    ----------
+    tables : path
+        Folder holding one sweep folder per configuration (``tables/NAME/runs.csv``).
+    out : path
+        Folder for ``<figure>.png``.
+    dpi : int, default 100
+    only : iterable of str, optional
+        Names of the figures to build (default: all).
+
+    Returns
+    -------
+    dict
+        ``{"written": {name: path}, "missing": {name: message}}``; a figure whose
+        table is missing is skipped with the command that produces the table.
+    """
+    tables, out = Path(tables), Path(out)
+    if not tables.is_dir():
+        raise FileNotFoundError(f"tables folder {str(tables)!r} does not exist; run the sweeps "
+                                f"first (gilora-theory sweep NAME --out {tables}/NAME)")
+    written, missing = {}, {}
+    for name, (sources, func) in FIGURES.items():
+        if only is not None and name not in only:
+            continue
+        paths = [_table_path(tables, s) for s in sources]
+        absent = [p for p in paths if not p.is_file()]
+        if absent:
+            missing[name] = "; ".join(f"missing {p}: run gilora-theory sweep {p.parent.name} "
+                                      f"--out {p.parent}" for p in absent)
+            continue
+        fig = func(*(pd.read_csv(p) for p in paths))
+        written[name] = str(save_figure(fig, out / f"{name}.png", dpi=dpi))
+    return {"written": written, "missing": missing}
+
+
+def _table_path(tables: Path, source: str) -> Path:
+    name, _, kind = source.partition(":")
+    return tables / name / f"{kind or 'runs'}.csv"
