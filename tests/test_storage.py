@@ -1,0 +1,92 @@
+"""Tests of gilora_theory.storage: effective bits per weight, checked against hand counts."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gilora_theory import fit_grid
+from gilora_theory.branch import quantize_branch
+from gilora_theory.storage import storage, storage_of
+from gilora_theory.testing.budget import scaled
+
+
+def test_hand_count_docstring_example():
+    # W 4 x 3, Q at 2 bits, one grid per column: codes 4*3*2 = 24, grid 3 columns * (16 + 16) = 96.
+    # L 4 x 1 at 4 bits: 4*1*4 = 16 codes + one grid (16 + 16) = 32 -> 48.
+    # R 1 x 3 at 8 bits, one grid per row: 1*3*8 = 24 codes + 1 * 32 = 32 -> 56.
+    # Total 24 + 96 + 48 + 56 = 224 bits over 12 weights = 18.666... bits per weight.
+    s = storage(4, 3, bits=2, rank=1, l_bits=4, r_bits=8)
+    assert (s.q_codes, s.q_grid, s.l_codes, s.l_grid, s.r_codes, s.r_grid) == (24, 96, 16, 32, 24, 32)
+    assert s.total == 224 and s.branch == 104
+    assert s.effective_bits == 224 / 12
+
+
+def test_hand_count_full_precision_branch_and_groups():
+    # W 10 x 2 at 3 bits, groups of 4 rows -> ceil(10 / 4) = 3 groups: grid 3 * 2 * (8 + 8) = 96
+    # with 8-bit parameters; codes 10*2*3 = 60. Branch r = 2 at full precision (32-bit):
+    # L 10*2*32 = 640, R 2*2*32 = 128, no grids. Total 60 + 96 + 640 + 128 = 924 over 20 weights.
+    s = storage(10, 2, bits=3, rank=2, groupsize=4, param_bits=8, full_precision_bits=32)
+    assert (s.q_codes, s.q_grid, s.l_codes, s.l_grid, s.r_codes, s.r_grid) == (60, 96, 640, 0, 128, 0)
+    assert s.effective_bits == 924 / 20
+
+
+def test_hand_count_column_axis_of_R():
+    # W 6 x 5 at 4 bits: 120 + 5 * 32 = 160. r = 2, L fp16: 6*2*16 = 192.
+    # R at 2 bits with one grid per output column: 2*5*2 = 20 codes + 5 * 32 = 160 grid bits.
+    s = storage(6, 5, bits=4, rank=2, r_bits=2, r_axis="column")
+    assert (s.q_codes, s.q_grid, s.l_codes, s.l_grid, s.r_codes, s.r_grid) == (120, 160, 192, 0, 20, 160)
+    assert s.total == 652
+
+
+def test_rank_zero_costs_only_Q():
+    # 8 x 8 at 4 bits: 256 codes + 8 * 32 grid bits = 512 bits over 64 weights = 8 bits per weight.
+    s = storage(8, 8, bits=4, l_bits=4, r_bits=4)
+    assert s.branch == 0 and s.effective_bits == 8.0
+
+
+def test_large_layer_approaches_the_code_width():
+    # 4096 x 4096 at 2 bits: 2 + 32 / 4096 bits per weight for Q; the rank-1 branch adds
+    # (4096*4 + 32 + 4096*8 + 32) / 4096^2.
+    s = storage(4096, 4096, bits=2, rank=1, l_bits=4, r_bits=8)
+    assert s.effective_bits == 2 + 32 / 4096 + (4096 * 12 + 64) / 4096 ** 2
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.sampled_from([None, 2, 3]),
+       st.sampled_from([None, 2, 4, 8]), st.sampled_from([None, 3, 6]),
+       st.sampled_from(["row", "column"]))
+@settings(max_examples=scaled(30))
+def test_formula_matches_a_count_of_the_stored_arrays(seed, bits, groupsize, l_bits, r_bits, r_axis):
+    """Independent route: count entries of the actual grid and factor arrays."""
+    rng = np.random.default_rng(seed)
+    N, N_out = (int(x) for x in rng.integers(1, 9, size=2))
+    r = int(rng.integers(0, min(N, N_out) + 1))
+    W = rng.standard_normal((N, N_out))
+    grid = fit_grid(W, bits, groupsize=None if groupsize is None else min(groupsize, N))
+    branch = quantize_branch(rng.standard_normal((N, r)), rng.standard_normal((r, N_out)),
+                             l_bits=l_bits, r_bits=r_bits, r_axis=r_axis)
+    counted = storage_of(grid, N, branch)
+    formula = storage(N, N_out, bits=bits, rank=r, groupsize=grid.groupsize, l_bits=l_bits,
+                      r_bits=r_bits, r_axis=r_axis)
+    assert counted == formula
+
+
+def test_no_branch_and_negative_cases():
+    W = np.random.default_rng(0).standard_normal((5, 3))
+    assert storage_of(fit_grid(W, 2), 5) == storage(5, 3, bits=2)
+    # Negative case: a quantized branch is not free - it must cost more than no branch at all.
+    qb = quantize_branch(np.ones((5, 1)), np.ones((1, 3)), l_bits=2, r_bits=2)
+    assert storage_of(fit_grid(W, 2), 5, qb).total > storage(5, 3, bits=2).total
+    with pytest.raises(ValueError, match="unbounded"):
+        storage_of(fit_grid(W, 2, bounded=False), 5)
+    with pytest.raises(TypeError, match="grid"):
+        storage_of(W, 5)
+    with pytest.raises(TypeError, match="branch"):
+        storage_of(fit_grid(W, 2), 5, (W, W))
+    with pytest.raises(ValueError, match="rank"):
+        storage(5, 3, bits=2, rank=4)
+    with pytest.raises(ValueError, match="r_axis"):
+        storage(5, 3, bits=2, rank=1, r_axis="diag")
+    with pytest.raises(ValueError, match="param_bits"):
+        storage(5, 3, bits=2, param_bits=0)
+    with pytest.raises(ValueError, match="l_bits"):
+        storage(5, 3, bits=2, l_bits=17)
