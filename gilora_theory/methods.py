@@ -31,6 +31,7 @@ import scipy.linalg
 
 from . import _validation as _v
 from .bidup import refine
+from .branch import quantize_after, quantize_branch
 from .gilora import gilora, top_eigenvectors
 from .gptq import gptq
 from .grid import Grid, clipped_mask, fit_grid
@@ -91,7 +92,8 @@ def ridge_R(W, Q, H, L, lam: float) -> np.ndarray:
 def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
              beta: float = 1.0, unbounded: bool = False, rounds: int = 1,
              damp_from: str = "augmented", blocksize: int = 128, route: str = "cholesky",
-             grid: Grid | None = None) -> Compression:
+             grid: Grid | None = None, l_bits: int | None = None,
+             r_bits: int | None = None) -> Compression:
     """Run one of :data:`METHODS` on a layer and evaluate it.
 
     Parameters
@@ -118,6 +120,13 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
         Passed to GPTQ / GILoRA.
     grid : Grid, optional
         A pre-fitted grid (overrides ``bits``, ``beta``, ``unbounded``).
+    l_bits, r_bits : int or None, default None
+        Put the branch's ``L`` / ``R`` on their own grids of this many bits
+        (:mod:`gilora_theory.branch`, one grid per branch direction; None: full
+        precision, results unchanged bit for bit). ``gilora`` quantizes ``L``
+        before the pass and ``R`` after; every other method quantizes ``L``,
+        refits ``R`` (:func:`gilora_theory.branch.refit_R`, damping ``lam``)
+        and quantizes ``R``. Recorded in ``info`` when the rank is positive.
 
     Returns
     -------
@@ -129,13 +138,18 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     bits = _v.check_bits("bits", bits)
     r = _v.check_rank(rank, *W.shape)
+    for name, b in (("l_bits", l_bits), ("r_bits", r_bits)):
+        if b is not None:
+            _v.check_bits(name, b)
     lam = resolve_lam(H, damp, None)
     if grid is None:
         grid = fit_grid(W, bits, beta=beta, bounded=not unbounded)
     with np.errstate(over="ignore", invalid="ignore"):
         Q, L, R, clipped, trace, info = _METHOD_FUNCS[method](
             W, H, grid, r, lam=lam, damp=damp, rounds=rounds, damp_from=damp_from,
-            blocksize=blocksize, route=route)
+            blocksize=blocksize, route=route, l_bits=l_bits if method == "gilora" else None)
+    if r > 0 and (l_bits is not None or r_bits is not None):
+        L, R, info = _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info)
     _v.check_finite_output(f"method {method!r}", "Rescale W or H.", Q=Q, L=L, R=R)
     obj = _evaluate(W, Q, L, R, None, H, lam)
     return Compression(method, Q, L, R, grid, lam, obj, clipped, trace, info)
@@ -155,9 +169,21 @@ def _gptq(W, H, grid, r, *, damp, blocksize, route, **kw):
     return res.Q, *_empty(W), res.n_clipped, None, {"pass_lam": res.lam}
 
 
-def _gilora(W, H, grid, r, *, damp, damp_from, blocksize, route, **kw):
-    res = gilora(W, H, grid, r, damp=damp, damp_from=damp_from, blocksize=blocksize, route=route)
+def _gilora(W, H, grid, r, *, damp, damp_from, blocksize, route, l_bits=None, **kw):
+    res = gilora(W, H, grid, r, l_bits=l_bits, damp=damp, damp_from=damp_from,
+                 blocksize=blocksize, route=route)
     return res.Q, res.L, res.R, res.n_clipped, None, {"pass_lam": res.lam}
+
+
+def _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info):
+    """``L`` and ``R`` on their own grids (GILoRA's ``L`` already was, before the pass)."""
+    if method == "gilora":
+        branch, order = quantize_branch(L, R, r_bits=r_bits), "before"
+    else:
+        res = quantize_after(W, Q, H, L, R, l_bits=l_bits, r_bits=r_bits, lam=lam)
+        branch, order = res.branch, res.order
+    extra = {"l_bits": l_bits, "r_bits": r_bits, "r_axis": branch.r_axis, "branch_order": order}
+    return branch.L, branch.R, {**info, **extra}
 
 
 def _then_olrc(first):

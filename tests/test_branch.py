@@ -208,3 +208,35 @@ def test_hessian_from_X_is_accepted():
     W = np.random.default_rng(12).standard_normal((6, 5))
     res = olrc_branch(W, fit_grid(W, 2).quantize(W, np.arange(6)), hessian(X), 2, l_bits=4)
     assert np.isfinite(res.objective.error)
+
+
+# --- compress(..., l_bits=, r_bits=) is the same arithmetic as the branch functions ----
+
+def test_compress_with_branch_bits_matches_the_branch_functions():
+    from gilora_theory import compress, gptq
+    W, H = _layer(13)
+    grid = fit_grid(W, 3)
+    c = compress(W, H, "gilora", 3, 4, l_bits=3, r_bits=4)
+    ref = gilora_branch(W, H, grid, 4, l_bits=3, r_bits=4)
+    assert np.array_equal(c.Q, ref.Q) and np.array_equal(c.L, ref.L) and np.array_equal(c.R, ref.R)
+    assert c.info["branch_order"] == "before" and c.info["l_bits"] == 3
+    c2 = compress(W, H, "gptq+olrc", 3, 4, l_bits=3, r_bits=4)
+    Q = gptq(W, H, grid).Q
+    ref2 = olrc_branch(W, Q, H, 4, l_bits=3, r_bits=4)
+    assert np.array_equal(c2.L, ref2.L) and np.array_equal(c2.R, ref2.R)
+    assert c2.objective == ref2.objective and c2.info["branch_order"] == "after-refit"
+
+
+def test_compress_full_precision_branch_is_bit_identical_to_the_routines():
+    from gilora_theory import compress, gptq
+    W, H = _layer(14)
+    grid = fit_grid(W, 3)
+    c = compress(W, H, "gilora", 3, 4)
+    ref = gilora(W, H, grid, 4)
+    assert np.array_equal(c.Q, ref.Q) and np.array_equal(c.L, ref.L) and np.array_equal(c.R, ref.R)
+    assert "l_bits" not in c.info
+    c2 = compress(W, H, "gptq+olrc", 3, 4)
+    ref2 = olrc(W, gptq(W, H, grid).Q, H, 4)
+    assert np.array_equal(c2.L, ref2.L) and np.array_equal(c2.R, ref2.R)
+    with pytest.raises(ValueError, match="r_bits"):
+        compress(W, H, "gilora", 3, 4, r_bits=0)
