@@ -17,6 +17,7 @@ import numpy as np
 
 from .io import load_layer, save_npz
 from .methods import METHODS, compress
+from .storage import compression_storage
 
 __all__ = ["main"]
 
@@ -61,6 +62,10 @@ def _add_run(sub) -> None:
     p.add_argument("--method", required=True, choices=METHODS)
     _add_grid_options(p)
     p.add_argument("--rounds", type=int, default=1, help="refinement rounds K (method refine)")
+    p.add_argument("--l-bits", type=int, default=None,
+                   help="bits of L's own grid, one per branch direction (default: full precision)")
+    p.add_argument("--r-bits", type=int, default=None,
+                   help="bits of R's own grid, one per branch direction (default: full precision)")
     p.add_argument("--out", required=True, help="OUT.npz for Q, L, R and the grid")
     p.set_defaults(func=_cmd_run)
 
@@ -68,7 +73,8 @@ def _add_run(sub) -> None:
 def _cmd_run(args) -> dict:
     layer = load_layer(args.layer)
     c = compress(layer.W, layer.H, args.method, args.bits, args.rank, damp=args.damp,
-                 beta=args.beta, unbounded=args.unbounded_grid, rounds=args.rounds)
+                 beta=args.beta, unbounded=args.unbounded_grid, rounds=args.rounds,
+                 l_bits=args.l_bits, r_bits=args.r_bits)
     save_npz(args.out, Q=c.Q, L=c.L, R=c.R, step=c.grid.step, zero=c.grid.zero,
              bits=np.asarray(c.grid.bits), beta=np.asarray(c.grid.beta),
              bounded=np.asarray(c.grid.bounded))
@@ -76,6 +82,8 @@ def _cmd_run(args) -> dict:
            "lambda": c.lam, "error": c.objective.error, "damped_error": c.objective.damped_error,
            "relative_error": c.objective.relative_error, "clipped": c.clipped}
     out.update({k: v for k, v in c.info.items()})
+    # Bits per weight of Q + L R with 16-bit grid parameters and a 16-bit full-precision branch.
+    out["effective_bits"] = compression_storage(c).effective_bits if c.grid.bounded else None
     if c.trace is not None:
         out["trace"] = c.trace
     return out

@@ -37,7 +37,7 @@ from . import _validation as _v
 from .branch import R_AXES, QuantizedBranch
 from .grid import Grid
 
-__all__ = ["Storage", "storage", "storage_of"]
+__all__ = ["Storage", "storage", "storage_of", "compression_storage"]
 
 
 @dataclass(frozen=True)
@@ -184,3 +184,26 @@ def _factor_bits(A, g, p, f) -> list[int]:
     if g is None:
         return [A.size * f, 0]
     return [A.size * g.bits, (g.step.size + g.zero.size) * p]
+
+
+def compression_storage(c, *, param_bits: int = 16, full_precision_bits: int = 16) -> Storage:
+    """Bits of a :class:`gilora_theory.methods.Compression` (its grid, rank and branch bits).
+
+    The branch bit-widths come from ``c.info`` (``"l_bits"``, ``"r_bits"``,
+    ``"r_axis"``, set by ``compress(..., l_bits=, r_bits=)``); absent means
+    full precision.
+
+    Raises
+    ------
+    ValueError
+        For an unbounded grid (no finite code width).
+    """
+    grid = c.grid
+    if not grid.bounded:
+        raise ValueError("an unbounded grid stores unbounded integer codes: its storage "
+                         "is undefined. Use a bounded grid")
+    N, r = c.L.shape
+    return storage(N, c.Q.shape[1], bits=grid.bits, rank=r, groupsize=grid.groupsize,
+                   l_bits=c.info.get("l_bits"), r_bits=c.info.get("r_bits"),
+                   r_axis=c.info.get("r_axis", "row"), param_bits=param_bits,
+                   full_precision_bits=full_precision_bits)

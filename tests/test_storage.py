@@ -90,3 +90,34 @@ def test_no_branch_and_negative_cases():
         storage(5, 3, bits=2, param_bits=0)
     with pytest.raises(ValueError, match="l_bits"):
         storage(5, 3, bits=2, l_bits=17)
+
+
+def test_compression_storage_and_the_run_command(tmp_path, capsys):
+    import json
+
+    from gilora_theory import compress
+    from gilora_theory.cli import main
+    from gilora_theory.io import save_layer
+    from gilora_theory.storage import compression_storage
+
+    rng = np.random.default_rng(3)
+    X, W = rng.standard_normal((40, 8)), rng.standard_normal((8, 6))
+    path = tmp_path / "layer.npz"
+    save_layer(path, W, X=X)
+    argv = ["run", str(path), "--method", "gilora", "--bits", "3", "--rank", "2",
+            "--l-bits", "4", "--r-bits", "6", "--out", str(tmp_path / "out.npz")]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    # Hand count: Q 8*6*3 = 144 + 6 * 32 = 192 -> 336; L 8*2*4 = 64 + 2 * 32 = 64 -> 128;
+    # R 2*6*6 = 72 + 2 * 32 = 64 -> 136. Total 600 bits over 48 weights = 12.5 bits per weight.
+    assert out["effective_bits"] == 600 / 48
+    assert out["l_bits"] == 4 and out["r_bits"] == 6 and out["branch_order"] == "before"
+    c = compress(W, X.T @ X, "gilora", 3, 2, l_bits=4, r_bits=6)
+    assert out["error"] == c.objective.error
+    assert compression_storage(c).total == 600
+    # Default: full-precision (16-bit) branch: 336 + 8*2*16 + 2*6*16 = 336 + 256 + 192 = 784.
+    assert main(argv[:8] + ["--out", str(tmp_path / "o2.npz")]) == 0
+    assert json.loads(capsys.readouterr().out)["effective_bits"] == 784 / 48
+    assert main(argv[:8] + ["--l-bits", "0", "--out", str(tmp_path / "o3.npz")]) == 2
+    assert "l_bits" in capsys.readouterr().err
+    assert not (tmp_path / "o3.npz").exists()
