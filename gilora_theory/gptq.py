@@ -96,9 +96,9 @@ def psi_factor(H_lam, *, route: str = "cholesky") -> np.ndarray:
     Raises
     ------
     NumericalError
-        If ``H_lam`` is not numerically positive definite: a Cholesky pivot or
-        an eigenvalue at or below ``n eps max`` (the rounding level, see
-        :func:`gptq` for the spectral floor that :func:`gptq` applies instead).
+        If ``H_lam`` is numerically singular: its smallest eigenvalue is at or
+        below the rounding level ``n eps max(e)`` (both routes; see :func:`gptq`
+        for the eig route's spectral floor, which :func:`gptq` applies instead).
     """
     H_lam = _v.check_hessian(H_lam, name="H_lam")
     if route not in ROUTES:
@@ -111,9 +111,22 @@ def _rounding_level(n: int, top: float) -> float:
     return n * np.finfo(np.float64).eps * max(top, 0.0)
 
 
-def _psi_cholesky(H_lam: np.ndarray) -> np.ndarray:
-    """Cholesky route; refuses pivots at the rounding level (numerically singular)."""
+def _psi_cholesky(H_lam: np.ndarray, *, lam_is_safe: bool = False) -> np.ndarray:
+    """Cholesky route; refuses a numerically singular ``H_lam`` (same test as the eig route).
+
+    Unless ``lam_is_safe`` (see :func:`_lam_is_safe`), the spectrum is checked
+    first: ``min(e) <= n eps max(e)`` raises. Cholesky itself can succeed on a
+    numerically singular matrix (rounding leaves a small positive pivot), so
+    its success alone is not the test.
+    """
     n = H_lam.shape[0]
+    if not lam_is_safe:
+        e = scipy.linalg.eigvalsh(H_lam, check_finite=False)
+        if e[0] <= _rounding_level(n, float(e[-1])):
+            raise _v.NumericalError(
+                f"H_lam is numerically singular: smallest eigenvalue {e[0]:.3g} <= n eps max(e) = "
+                f"{_rounding_level(n, float(e[-1])):.3g}. Increase damp, use route='eig' (spectral "
+                "floor), or pass damp_policy='increase'")
     try:
         C = scipy.linalg.cholesky(H_lam[::-1, ::-1], lower=True, check_finite=False)
     except np.linalg.LinAlgError as exc:
@@ -121,15 +134,18 @@ def _psi_cholesky(H_lam: np.ndarray) -> np.ndarray:
             f"H_lam is not positive definite (Cholesky failed: {exc}). "
             "Increase damp, use route='eig', or pass damp_policy='increase'") from None
     _v.check_finite_output("the Cholesky factor of H_lam", "Rescale H (or X).", C=C)
-    pivot = float(np.min(np.diag(C))) ** 2
-    level = _rounding_level(n, float(np.max(np.diag(H_lam))))
-    if pivot <= level:
-        raise _v.NumericalError(
-            f"H_lam is numerically singular: smallest Cholesky pivot {pivot:.3g} <= n eps "
-            f"max(diag) = {level:.3g}. Increase damp, use route='eig', or pass "
-            "damp_policy='increase'")
     Cinv = scipy.linalg.solve_triangular(C, np.eye(n), lower=True, check_finite=False)
     return np.ascontiguousarray(Cinv.T[::-1, ::-1])
+
+
+def _lam_is_safe(H: np.ndarray, lam: float) -> bool:
+    """``H + lam I`` is surely numerically positive definite (no spectrum check needed).
+
+    A validated ``H`` has ``min(e) >= -64 n eps max|H|`` and ``max(e) <= n max|H|``,
+    so ``lam > 2 (64 n + n^2) eps max|H|`` lifts ``min(e)`` above ``n eps max(e + lam)``.
+    """
+    n = H.shape[0]
+    return lam > 2 * (64 * n + n * n) * np.finfo(np.float64).eps * float(np.max(np.abs(H)))
 
 
 def _psi_eig(H_lam: np.ndarray, *, floor: bool) -> tuple[np.ndarray, float]:
@@ -175,7 +191,7 @@ def _factor_with_policy(H: np.ndarray, lam: float, route: str, policy: str,
             if route == "eig":
                 Psi, shift = _psi_eig(H_lam, floor=True)
                 return Psi, lam + shift
-            return _psi_cholesky(H_lam), lam
+            return _psi_cholesky(H_lam, lam_is_safe=_lam_is_safe(H, lam)), lam
         except _v.NumericalError:
             if policy != "increase":
                 raise
@@ -282,8 +298,10 @@ def gptq(W, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None,
     blocksize : int, default 128
         Rows per lazy batch; results agree for every block size.
     route : {"cholesky", "eig"}, default "cholesky"
-        How ``Psi`` is factorised (see :func:`psi_factor`). ``"cholesky"`` fails
-        when ``H_lam`` is numerically singular (a pivot ``<= n eps max(diag)``).
+        How ``Psi`` is factorised (see :func:`psi_factor`). ``"cholesky"`` raises
+        ``NumericalError`` when ``H_lam`` is numerically singular (smallest
+        eigenvalue ``<= n eps max(e)``; checked only when ``lam`` is too small to
+        guarantee otherwise, so the default damping costs no extra work).
         ``"eig"`` never fails on a valid ``H``: its **spectral floor** lifts
         eigenvalues of ``H_lam`` below the rounding level ``tau = n eps max(e)``
         by the uniform shift ``tau - min(e)`` (at most ``tau`` plus the PSD

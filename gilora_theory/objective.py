@@ -50,7 +50,7 @@ def damping(H, alpha: float = 0.01) -> float:
     alpha : float, default 0.01
     """
     H = _v.check_hessian(H)
-    alpha = _v.check_damp(alpha)
+    alpha = _v.check_float("alpha", alpha)
     return resolve_lam(H, alpha, None)
 
 
@@ -174,8 +174,22 @@ def _evaluate(W, Q, L, R, X, H, lam) -> Objective:
     if ref > 0:
         rel = E / ref
     else:
+        _check_underflow(W, X, H)
         rel = 0.0 if E == 0 else float("inf")
     return Objective(E, damped, rel, lam)
+
+
+def _check_underflow(W, X, H) -> None:
+    """``||X W||^2 = 0``: genuine (W in the null space of H) or float64 underflow of tiny W."""
+    s = float(np.max(np.abs(W)))
+    if s == 0:
+        return
+    Ws = W / s
+    scaled = float(np.sum((X @ Ws) ** 2)) if X is not None else _trace_quad(H, Ws)
+    if scaled > 0:
+        raise _v.NumericalError(
+            f"the layer error underflowed float64: ||X W||^2 rounds to 0 for |W| up to {s:.3g}. "
+            "Rescale W (and Q, L R).")
 
 
 @dataclass(frozen=True)
