@@ -121,3 +121,55 @@ def test_compression_storage_and_the_run_command(tmp_path, capsys):
     assert main(argv[:8] + ["--l-bits", "0", "--out", str(tmp_path / "o3.npz")]) == 2
     assert "l_bits" in capsys.readouterr().err
     assert not (tmp_path / "o3.npz").exists()
+
+
+# --- the equal-storage table ------------------------------------------------------------
+
+def test_table_rows_are_the_arithmetic_of_compress():
+    from gilora_theory import compress
+    from gilora_theory.equal_storage import storage_table
+    from gilora_theory.io import Layer
+    from gilora_theory.storage import compression_storage
+
+    rng = np.random.default_rng(5)
+    X, W = rng.standard_normal((30, 10)) * np.linspace(2, 0.2, 10), rng.standard_normal((10, 7))
+    H = X.T @ X
+    table = storage_table([Layer(W, H, name="t")], bits=(3,), ranks=(2,), branch_bits=(None, 4),
+                          plain_bits=(3,), source="unit")
+    assert set(table["method"]) == {"rtn", "gptq", "gptq+olrc", "gilora", "refine",
+                                    "gptq+svd", "rtn+svd"}
+    for method in ("gptq+olrc", "gilora", "refine"):
+        for bb in (None, 4):
+            c = compress(W, H, method, 3, 2, l_bits=bb, r_bits=bb)
+            row = table[(table["method"] == method) & (table["branch_bits"].isna() if bb is None
+                                                       else table["branch_bits"] == bb)]
+            assert len(row) == 1
+            assert row["error"].item() == c.objective.error
+            assert row["effective_bits"].item() == compression_storage(c).effective_bits
+    c = compress(W, H, "gptq", 3)
+    assert table.loc[table["method"] == "gptq", "error"].item() == c.objective.error
+    # Hand count for the 4-bit branch rows: Q 10*7*3 = 210 + 7*32 = 224 -> 434;
+    # L 10*2*4 = 80 + 2*32 = 64 -> 144; R 2*7*4 = 56 + 2*32 = 64 -> 120. 698 bits / 70 weights.
+    q4 = table[table["branch_bits"] == 4]
+    assert np.all(q4["effective_bits"] == 698 / 70)
+    assert table["relative_error"].notna().all() and (table["effective_bits"] > 0).all()
+
+
+def test_winners_on_a_hand_made_table():
+    import pandas as pd
+
+    from gilora_theory.equal_storage import storage_winners
+
+    t = pd.DataFrame(dict(
+        source="s", layer="a",
+        method=["gptq", "gptq", "gilora", "gptq+olrc"],
+        bits=[2, 3, 2, 2], rank=[0, 0, 4, 4], branch=["fp"] * 4,
+        effective_bits=[2.1, 3.1, 2.6, 2.6], relative_error=[0.30, 0.10, 0.15, 0.20]))
+    w = storage_winners(t, [2.0, 2.5, 3.0, 3.5])
+    # Budget 2.0: nothing affordable (no row). 2.5: only 2-bit GPTQ. 3.0: GILoRA (0.15) over
+    # GPTQ+OLrC (0.20), margin 4/3. 3.5: 3-bit GPTQ (0.10) beats GILoRA (0.15).
+    assert list(w["budget"]) == [2.5, 3.0, 3.5]
+    assert list(w["method"]) == ["gptq", "gilora", "gptq"]
+    assert pd.isna(w["runner_up"].iloc[0]) and np.isnan(w["margin"].iloc[0])
+    assert w["margin"].iloc[1] == pytest.approx(0.20 / 0.15)
+    assert list(w["best_gptq"]) == [0.30, 0.30, 0.10]

@@ -1,0 +1,250 @@
+"""Methods compared at equal storage: error against effective bits per weight.
+
+:func:`storage_table` runs every method over bit-widths, ranks and branch
+bit-widths on a list of layers and writes one tidy row per reconstruction,
+with its error and its effective bits per weight (:mod:`gilora_theory.storage`,
+counted from the stored grids). :func:`storage_winners` reads the table: for
+each storage budget, which reconstruction has the smallest error within it.
+
+Methods (``method`` column; the branch of rank ``r`` is stored at full
+precision or, with ``branch_bits = b``, with ``L`` and ``R`` both on ``b``-bit
+per-direction grids, :mod:`gilora_theory.branch`):
+
+============== ================================================================
+``rtn``        round to nearest, no branch (``plain_bits``)
+``gptq``       GPTQ (Alg. 1 of [1]), no branch (``plain_bits``)
+``gptq+olrc``  GPTQ, then OLrC (Alg. 2); quantized: ``L``, refit ``R``, ``R``
+``gilora``     GILoRA (Alg. 3); quantized: ``L`` before the pass, ``R`` after
+``refine``     GILoRA, ``rounds`` refinement rounds; quantized as ``gptq+olrc``
+``gptq+svd``   GPTQ, then a data-free branch (no ``X``): the SVD fit of
+               ``W - Q``; quantized: alternating fit then coordinate polish
+``rtn+svd``    the same on RTN's ``Q`` (wholly calibration-free, LoRaQ-like [2])
+============== ================================================================
+
+The ``gptq+olrc``, ``gilora`` and ``refine`` rows are the arithmetic of
+``compress(W, H, method, bits, rank, l_bits=b, r_bits=b)`` (tested equal),
+computed here with shared intermediate results.
+
+References
+----------
+[1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
+[2] LoRaQ: low-rank approximation of the quantization error fitted without
+    calibration data, with a low-precision low-rank branch.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from . import _validation as _v
+from .bidup import refine
+from .branch import QuantizedBranch, _after, gilora_branch
+from .datafree import alternating_fit, coordinate_fit, svd_fit
+from .gptq import gptq
+from .grid import clipped_mask, fit_grid
+from .objective import _evaluate, damping, hessian_spectrum
+from .olrc import olrc
+from .storage import storage_of
+
+__all__ = ["TABLE_METHODS", "storage_table", "storage_winners"]
+
+TABLE_METHODS = ("rtn", "gptq", "gptq+olrc", "gilora", "refine", "gptq+svd", "rtn+svd")
+
+
+def storage_table(layers, *, bits=(2, 3, 4), ranks=(8, 32), branch_bits=(None, 8, 4),
+                  plain_bits=(2, 3, 4, 5, 6, 8), methods=TABLE_METHODS, damp: float = 0.01,
+                  rounds: int = 1, iters: int = 5, sweeps: int = 3, param_bits: int = 16,
+                  full_precision_bits: int = 16, source: str = "") -> pd.DataFrame:
+    """Error against effective bits of every method on every layer (one tidy row each).
+
+    Parameters
+    ----------
+    layers : iterable of gilora_theory.io.Layer
+        Layers with ``W`` (N, N_out), ``H`` (N, N) and ``name``.
+    bits : tuple of int
+        Main bit-widths of the branch methods.
+    ranks : tuple of int
+        Branch ranks (ranks above ``min(N, N_out)`` are skipped).
+    branch_bits : tuple of (int or None)
+        Bit-widths of the branch factors (None: full precision).
+    plain_bits : tuple of int
+        Bit-widths of ``rtn`` and ``gptq`` (no branch).
+    methods : tuple of str
+        A subset of :data:`TABLE_METHODS`.
+    damp : float
+        Relative damping ``alpha`` (passes and ``damped_error``).
+    rounds : int
+        Refinement rounds of ``refine``.
+    iters, sweeps : int
+        Alternating iterations and coordinate sweeps of the quantized data-free fits.
+    param_bits, full_precision_bits : int
+        Storage of grid parameters and of full-precision branch entries.
+    source : str
+        Label of the ``source`` column (e.g. ``"synthetic"``, ``"real"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: source, layer, N, N_out, method, bits, rank, branch_bits
+        (nullable; NA = full precision), branch ("fp" or "<b>-bit"),
+        effective_bits, total_bits, branch_storage_bits, error, damped_error,
+        relative_error, clipped, seconds.
+    """
+    bad = [m for m in methods if m not in TABLE_METHODS]
+    if bad:
+        raise ValueError(f"methods must be among {TABLE_METHODS}; got {bad}")
+    for b in (*bits, *plain_bits):
+        _v.check_bits("bits", b)
+    for b in branch_bits:
+        if b is not None:
+            _v.check_bits("branch_bits", b)
+    opts = dict(damp=_v.check_damp(damp), rounds=rounds, iters=iters, sweeps=sweeps,
+                store=dict(param_bits=param_bits, full_precision_bits=full_precision_bits))
+    rows = []
+    for layer in layers:
+        rows += _layer_rows(layer, bits, ranks, branch_bits, plain_bits, methods, opts)
+    table = pd.DataFrame(rows)
+    table.insert(0, "source", source)
+    table["branch_bits"] = table["branch_bits"].astype("Int64")
+    return table
+
+
+def _layer_rows(layer, bits, ranks, branch_bits, plain_bits, methods, opts) -> list:
+    W = _v.as_matrix("W", layer.W)
+    H = _v.check_hessian(layer.H, W.shape[0])
+    ctx = dict(W=W, H=H, lam=damping(H, opts["damp"]), spec=hessian_spectrum(H), opts=opts,
+               name=getattr(layer, "name", "layer"))
+    rows = []
+    for b in sorted(set(bits) | set(plain_bits)):
+        grid = fit_grid(W, b)
+        t0 = time.perf_counter()
+        Q_rtn = grid.quantize(W, np.arange(W.shape[0]))
+        rtn = (Q_rtn, int(np.count_nonzero(clipped_mask(grid, W, Q_rtn))), time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        g = gptq(W, H, grid, damp=opts["damp"])
+        base = {"rtn": rtn, "gptq": (g.Q, g.n_clipped, time.perf_counter() - t0)}
+        for m in ("rtn", "gptq"):
+            if m in methods and b in plain_bits:
+                rows.append(_row(ctx, m, grid, 0, None, base[m][0], None, *base[m][1:]))
+        if b in bits:
+            for r in ranks:
+                if 0 < r <= min(W.shape):
+                    rows += _branch_rows(ctx, grid, r, branch_bits, methods, base)
+    return rows
+
+
+def _row(ctx, method, grid, r, bb, Q, branch, clipped, seconds) -> dict:
+    W, H = ctx["W"], ctx["H"]
+    L, R = (None, None) if branch is None else (branch.L, branch.R)
+    obj = _evaluate(W, Q, L, R, None, H, ctx["lam"])
+    st = storage_of(grid, W.shape[0], branch, **ctx["opts"]["store"])
+    return dict(layer=ctx["name"], N=W.shape[0], N_out=W.shape[1], method=method,
+                bits=grid.bits, rank=r, branch_bits=bb, branch="fp" if bb is None else f"{bb}-bit",
+                effective_bits=st.effective_bits, total_bits=st.total, branch_storage_bits=st.branch,
+                error=obj.error, damped_error=obj.damped_error,
+                relative_error=obj.relative_error, clipped=clipped, seconds=seconds)
+
+
+def _branch_rows(ctx, grid, r, branch_bits, methods, base) -> list:
+    W, H, lam, opts = ctx["W"], ctx["H"], ctx["lam"], ctx["opts"]
+    rows = []
+    gQ, g_clip, g_sec = base["gptq"]
+    if "gptq+olrc" in methods:
+        t0 = time.perf_counter()
+        o = olrc(W, gQ, H, r, lam=lam, spectrum=ctx["spec"])
+        for bb in branch_bits:
+            res = _after(W, gQ, H, o.L, o.R, bb, bb, True, "row", lam, "after-refit")
+            rows.append(_row(ctx, "gptq+olrc", grid, r, bb, gQ, res.branch, g_clip,
+                             g_sec + time.perf_counter() - t0))
+    wanted = list(branch_bits) if "gilora" in methods else []
+    if "refine" in methods and None not in wanted:
+        wanted.append(None)
+    runs = {}
+    for bb in wanted:
+        t0 = time.perf_counter()
+        res = gilora_branch(W, H, grid, r, l_bits=bb, r_bits=bb, damp=opts["damp"])
+        runs[bb] = (res, time.perf_counter() - t0)
+    if "gilora" in methods:
+        rows += [_row(ctx, "gilora", grid, r, bb, runs[bb][0].Q, runs[bb][0].branch, None,
+                      runs[bb][1]) for bb in branch_bits]
+    if "refine" in methods:
+        rows += _refine_rows(ctx, grid, r, branch_bits, runs[None])
+    for m in ("gptq+svd", "rtn+svd"):
+        if m in methods:
+            rows += _datafree_rows(ctx, m, grid, r, branch_bits, base[m.split("+")[0]])
+    return rows
+
+
+def _refine_rows(ctx, grid, r, branch_bits, start) -> list:
+    W, H, lam, opts = ctx["W"], ctx["H"], ctx["lam"], ctx["opts"]
+    g0, sec0 = start
+    t0 = time.perf_counter()
+    ref = refine(W, H, grid, g0.Q, r, L0=g0.L, R0=g0.R, rounds=opts["rounds"], lam=lam,
+                 spectrum=ctx["spec"])
+    rows = []
+    for bb in branch_bits:
+        res = _after(W, ref.Q, H, ref.L, ref.R, bb, bb, True, "row", lam, "after-refit")
+        rows.append(_row(ctx, "refine", grid, r, bb, ref.Q, res.branch, None,
+                         sec0 + time.perf_counter() - t0))
+    return rows
+
+
+def _datafree_rows(ctx, method, grid, r, branch_bits, base) -> list:
+    W, opts = ctx["W"], ctx["opts"]
+    Q, clipped, sec0 = base
+    rows = []
+    for bb in branch_bits:
+        t0 = time.perf_counter()
+        if bb is None:
+            fit = svd_fit(W, Q, r)
+            branch = QuantizedBranch(fit.L, fit.R, None, None, "row")
+        else:
+            alt = alternating_fit(W, Q, r, l_bits=bb, r_bits=bb, iters=opts["iters"])
+            branch = coordinate_fit(W, Q, r, sweeps=opts["sweeps"], start=alt.branch).branch
+        rows.append(_row(ctx, method, grid, r, bb, Q, branch, clipped,
+                         sec0 + time.perf_counter() - t0))
+    return rows
+
+
+def storage_winners(table: pd.DataFrame, budgets) -> pd.DataFrame:
+    """For each layer and storage budget, the reconstruction with the smallest error within it.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`storage_table`.
+    budgets : iterable of float
+        Budgets in bits per weight.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (source, layer, budget) with at least one affordable row:
+        the winner's method, bits, rank, branch, effective_bits and
+        relative_error; the best other method (``runner_up``, its error and
+        ``margin`` = its error / the winner's); and ``best_gptq`` (the best
+        branch-less GPTQ error within the budget, NaN if none).
+    """
+    out = []
+    for (source, layer), df in table.groupby(["source", "layer"], sort=False):
+        for B in budgets:
+            ok = df[df["effective_bits"] <= B]
+            if ok.empty:
+                continue
+            best = ok.sort_values(["relative_error", "effective_bits"], kind="stable")
+            win = best.iloc[0]
+            other = best[best["method"] != win["method"]]
+            gp = ok.loc[ok["method"] == "gptq", "relative_error"]
+            out.append(dict(
+                source=source, layer=layer, budget=float(B), method=win["method"],
+                bits=int(win["bits"]), rank=int(win["rank"]), branch=win["branch"],
+                effective_bits=float(win["effective_bits"]),
+                relative_error=float(win["relative_error"]),
+                runner_up=other.iloc[0]["method"] if len(other) else None,
+                runner_up_error=float(other.iloc[0]["relative_error"]) if len(other) else np.nan,
+                margin=(float(other.iloc[0]["relative_error"]) / float(win["relative_error"])
+                        if len(other) and win["relative_error"] > 0 else np.nan),
+                best_gptq=float(gp.min()) if len(gp) else np.nan))
+    return pd.DataFrame(out)
