@@ -226,12 +226,32 @@ def _steps(grid: Grid, perm: np.ndarray, N_out: int) -> np.ndarray:
     return 2.0 * grid.half_step(perm)
 
 
-def _gptq_pass(W, H, res: GPTQResult, route: str, dead_channels: bool) -> _Pass:
-    """The pass of a GPTQ result, with ``Psi`` refactorised by the public ``psi_factor``."""
+def _magnitude(p: _Pass) -> float:
+    """``M = sum_t || |W_t| + |Psi[t,:t]| |E[:t]| ||^2 / Psi_tt^2``: the size of what each step rounds.
+
+    The pre-rounding value ``w~_t`` is computed with an error of about
+    ``n eps (|W_t| + |Psi[t,:t]| |E|)``, so a sum of per-step terms
+    ``||w~_t - q_t||^2 / Psi_tt^2`` carries an error of at most about
+    ``2 n eps sqrt(step_sum * M)`` (Cauchy-Schwarz).
+    """
+    E = scipy.linalg.solve_triangular(p.Psi, p.Wp - p.Qp, lower=True, check_finite=False)
+    mag = np.abs(p.Wp) + np.abs(np.tril(p.Psi, -1)) @ np.abs(E)
+    return float(np.sum(np.sum(mag * mag, axis=1) / np.diag(p.Psi) ** 2))
+
+
+def _step_sum_tol(n: int, step_sum: float, M: float) -> float:
+    """``64 n eps (step_sum + 2 sqrt(step_sum M))`` (see :func:`_magnitude`)."""
+    return _C * n * _EPS * (step_sum + 2.0 * np.sqrt(step_sum * M))
+
+
+def _result_pass(W, H, result, dead_channels: bool, route: str = "cholesky") -> _Pass:
+    """The quantized rows of a GPTQ or GILoRA run, with ``Psi`` of its (augmented) problem."""
     Wd, Hd = _prepared(W, H, dead_channels)
-    p = res.perm
-    Psi = psi_factor(_damped(Hd[np.ix_(p, p)], res.lam), route=route)
-    return _Pass(Wd[p], res.Q[p], Psi)
+    G = augmented_hessian(Hd, result.L) if isinstance(result, GILoRAResult) else Hd
+    p, N = result.perm, W.shape[0]
+    full = np.concatenate([p, np.arange(N, G.shape[0])])
+    Psi = psi_factor(_damped(G[np.ix_(full, full)], result.lam), route=route)[:N, :N]
+    return _Pass(Wd[p], result.Q[p], Psi)
 
 
 # ---------------------------------------------------------------------------------------
@@ -261,8 +281,10 @@ def check_loss_identity(W, H, result, *, lam: float | None = None,
     -------
     CheckResult
         ``value`` the direct damped error, ``reference`` the step sum. Tolerance
-        with ``n = N + r``, ``kappa = sqrt(cond(H_lam))`` (the condition of
-        ``Psi``) and ``scale = ||H_lam||_2 ||D||_F^2 + step_sum``.
+        with ``n = N + r``, ``kappa = 1`` and ``scale = ||H_lam||_2 ||D||_F^2 +
+        step_sum + 2 sqrt(step_sum M)``, where ``M = sum_t || |W_t| +
+        |Psi[t,:t]| |E| ||^2 / Psi_tt^2`` measures what each step rounds (the
+        pre-rounding values carry errors relative to ``|W|``, not to ``|w~ - q|``).
     """
     W = _v.as_matrix("W", W)
     H = _v.check_hessian(H, W.shape[0])
@@ -275,8 +297,10 @@ def check_loss_identity(W, H, result, *, lam: float | None = None,
     else:
         G, D = _damped(Hd, lam), Wd - result.Q
     value = _quad(G, D)
-    kappa, _, hi = _cond(G)
-    tol = _C * G.shape[0] * _EPS * np.sqrt(kappa) * (hi * float(np.sum(D * D)) + result.step_sum)
+    hi = _cond(G)[2]
+    M = _magnitude(_result_pass(W, H, result, dead_channels))
+    tol = (_C * G.shape[0] * _EPS * hi * float(np.sum(D * D))
+           + _step_sum_tol(G.shape[0], result.step_sum, M))
     return _identity("loss_identity", value, result.step_sum, tol,
                      f"direct damped error {value:.6g} vs sum of {len(result.step_terms)} "
                      f"per-step terms {result.step_sum:.6g} (lam {lam:.3g})")
@@ -302,8 +326,9 @@ def check_gilora_r0_is_gptq(W, H, grid: Grid, **kw) -> CheckResult:
     same = bool(np.array_equal(res_g.Q, res_l.Q)) and res_l.R.shape[0] == 0
     n_differ = int(np.count_nonzero(res_g.Q != res_l.Q))
     tol = _C * W.shape[0] * _EPS * res_g.step_sum
+    what = "Q identical" if n_differ == 0 else f"Q NOT identical ({n_differ} entries)"
     return _identity("gilora_r0_is_gptq", res_l.step_sum, res_g.step_sum, tol,
-                     f"Q differs in {n_differ} entries; lam {res_l.lam:.3g} vs {res_g.lam:.3g}",
+                     f"{what}; lam {res_l.lam!r} vs {res_g.lam!r}",
                      extra_ok=same and res_l.lam == res_g.lam)
 
 
@@ -318,14 +343,15 @@ def check_blocksize_invariance(W, H, grid: Grid, *, blocksizes=(1, 7, 128), **kw
     CheckResult
         ``value`` the largest step-sum difference among runs whose Q agree,
         ``reference`` 0; ``tol`` with ``n = N``, ``kappa = 1``,
-        ``scale = step sum``. Tie tolerance uses ``kappa = cond(H_lam)``.
+        ``scale = step_sum + 2 sqrt(step_sum M)`` (``M`` as in
+        :func:`check_loss_identity`). Tie tolerance uses ``kappa = cond(H_lam)``.
     """
     W = _v.as_matrix("W", W)
     H = _v.check_hessian(H, W.shape[0])
     runs = [gptq(W, H, grid, blocksize=b, **kw) for b in blocksizes]
     route = kw.get("route", "cholesky")
     dead = kw.get("dead_channels", True)
-    base = _gptq_pass(W, H, runs[0], route, dead)
+    base = _result_pass(W, H, runs[0], dead, route)
     kappa = _cond(_damped(_prepared(W, H, dead)[1], runs[0].lam))[0]
     steps = _steps(grid, runs[0].perm, W.shape[1])
     ok, worst, notes = True, 0.0, []
@@ -336,7 +362,7 @@ def check_blocksize_invariance(W, H, grid: Grid, *, blocksizes=(1, 7, 128), **kw
         if n_differ == 0:
             worst = max(worst, abs(res.step_sum - runs[0].step_sum))
         notes.append(f"blocksize {b} vs {blocksizes[0]}: {detail}")
-    tol = _C * W.shape[0] * _EPS * runs[0].step_sum
+    tol = _step_sum_tol(W.shape[0], runs[0].step_sum, _magnitude(base))
     return _identity("blocksize_invariance", worst, 0.0, tol, "; ".join(notes), extra_ok=ok)
 
 
@@ -358,8 +384,8 @@ def check_routes_agree(W, H, grid: Grid, **kw) -> CheckResult:
     eig = gptq(W, H, grid, route="eig", **kw)
     dead = kw.get("dead_channels", True)
     kappa = _cond(_damped(_prepared(W, H, dead)[1], chol.lam))[0]
-    a = _gptq_pass(W, H, chol, "cholesky", dead)
-    b = _gptq_pass(W, H, eig, "eig", dead)
+    a = _result_pass(W, H, chol, dead, "cholesky")
+    b = _result_pass(W, H, eig, dead, "eig")
     ok, _, detail = _compare_passes(a, b, _steps(grid, chol.perm, W.shape[1]), kappa)
     diff = float(np.max(np.abs(chol.psi_diag - eig.psi_diag)) / np.max(chol.psi_diag))
     tol = _C * W.shape[0] * _EPS * kappa
@@ -378,7 +404,9 @@ def check_ridge_solution(W, H, result: GILoRAResult, *, dead_channels: bool = Tr
     CheckResult
         ``value`` ``||R - R_ridge||_F``, ``reference`` 0; ``tol`` with ``n = N + r``,
         ``kappa = cond(H_aug + lam I)`` and ``scale = ||R_ridge||_F +
-        sqrt(step_sum / lambda_min) + ||L||_2 ||H||_2 ||W - Q||_F / lambda_min``.
+        sqrt((step_sum + M) / lambda_min) + ||L||_2 ||H||_2 ||W - Q||_F / lambda_min``
+        (``R`` is a sum of ``Psi_{N+k,t} eps_t``, ``||Psi|| = lambda_min^{-1/2}``;
+        ``M`` as in :func:`check_loss_identity`).
     """
     W = _v.as_matrix("W", W)
     H = _v.check_hessian(H, W.shape[0])
@@ -391,7 +419,8 @@ def check_ridge_solution(W, H, result: GILoRAResult, *, dead_channels: bool = Tr
     value = float(np.linalg.norm(result.R - R_ridge))
     kappa, lo, hi = _cond(_damped(augmented_hessian(Hd, L), lam))
     nL = float(np.linalg.norm(L, 2)) if L.size else 0.0
-    scale = (float(np.linalg.norm(R_ridge)) + np.sqrt(result.step_sum / lo)
+    M = _magnitude(_result_pass(W, H, result, dead_channels))
+    scale = (float(np.linalg.norm(R_ridge)) + np.sqrt((result.step_sum + M) / lo)
              + nL * float(np.linalg.norm(Hd, 2)) * float(np.linalg.norm(Wd - result.Q)) / lo)
     tol = _C * (W.shape[0] + L.shape[1]) * _EPS * kappa * scale
     return _identity("ridge_solution", value, 0.0, tol,
@@ -411,7 +440,8 @@ def check_schur_gptq(W, H, grid: Grid, result: GILoRAResult, *,
     CheckResult
         ``value`` the GPTQ-on-S step sum, ``reference`` ``result.step_sum``
         (compared only when Q agree); ``tol`` with ``n = N + r``,
-        ``kappa = cond(H_aug + lam I)``, ``scale = reference``. Q must agree
+        ``kappa = cond(H_aug + lam I)`` (the two factorised matrices differ by
+        rounding amplified by it), ``scale = step_sum + 2 sqrt(step_sum M)``. Q must agree
         or differ first at a detected tie.
     """
     W = _v.as_matrix("W", W)
@@ -431,7 +461,7 @@ def check_schur_gptq(W, H, grid: Grid, result: GILoRAResult, *,
     b = _Pass(Wd[p], on_s.Q, psi_factor(S))
     ok, n_differ, detail = _compare_passes(a, b, 2.0 * rows_grid.half_step(np.arange(W.shape[0])),
                                            kappa)
-    tol = _C * G.shape[0] * _EPS * kappa * result.step_sum
+    tol = kappa * _step_sum_tol(G.shape[0], result.step_sum, _magnitude(a))
     return _identity("schur_gptq", on_s.step_sum, result.step_sum, tol, detail, extra_ok=ok,
                      compared=n_differ == 0)
 
@@ -680,8 +710,15 @@ def check_scaling(W, X, grid: Grid, c: float, *, rank: int = 0, damp: float = 0.
         L, R = (res.L, res.R) if rank else (None, None)
         runs.append((H, res, evaluate(W, res.Q, L, R, X=Xs)))
     (H1, r1, o1), (H2, r2, o2) = runs
-    ok, n_differ, detail = _compare_passes(*_scaled_passes(W, H1, H2, r1, r2, rank), _steps(grid, r1.perm, W.shape[1]),
-                                           _cond(_damped(_prepared(W, H1, True)[1], r1.lam))[0])
+    if np.array_equal(r1.Q, r2.Q):
+        ok, n_differ, detail = True, 0, "Q identical"
+    elif not np.array_equal(r1.perm, r2.perm):
+        ok, detail = _perm_tie(H1, r2.perm, X.shape[0])
+        n_differ = -1
+    else:
+        ok, n_differ, detail = _compare_passes(
+            *_scaled_passes(W, H1, H2, r1, r2, rank), _steps(grid, r1.perm, W.shape[1]),
+            _cond(_damped(_prepared(W, H1, True)[1], r1.lam))[0])
     LR = float(np.linalg.norm(r1.L @ r1.R)) if rank else 0.0
     tol = _C * W.shape[0] * _EPS * c**2 * float(np.linalg.norm(X, 2)) ** 2 * (np.linalg.norm(W) + LR) ** 2
     compared = n_differ == 0
@@ -689,6 +726,23 @@ def check_scaling(W, X, grid: Grid, c: float, *, rank: int = 0, damp: float = 0.
     return _identity("scaling", o2.error, c**2 * o1.error, tol,
                      f"c = {c:.6g}: error {o1.error:.6g} -> {o2.error:.6g} (ratio {ratio}); {detail}",
                      extra_ok=ok, compared=compared)
+
+
+def _perm_tie(H: np.ndarray, perm: np.ndarray, m: int) -> tuple[bool, str]:
+    """Is the act-order ``perm`` of the scaled run a valid order for ``H`` (a sort tie)?
+
+    ``diag H`` taken in ``perm`` must be non-increasing within ``64 m eps max diag H``
+    (``m`` accumulated samples), ignoring dead channels (``H_ii = 0``): the
+    convention ``H_ii := 1`` does not scale with ``c^2``, so their place in the
+    order moves, but they are decoupled from the other rows.
+    """
+    d = np.diag(H)[perm]
+    d = d[d != 0]
+    rise = float(np.max(np.diff(d), initial=0.0))
+    tol = _C * m * _EPS * float(np.max(np.abs(d), initial=0.0))
+    what = "a tie of diag H" if rise <= tol else "NOT a tie"
+    return rise <= tol, (f"act-order permutations differ: {what} (largest rise {rise:.3g}, "
+                         f"tolerance {tol:.3g}); Q and errors not compared")
 
 
 def _scaled_passes(W, H1, H2, r1, r2, rank):

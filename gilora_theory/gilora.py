@@ -187,13 +187,12 @@ def gilora(W, H, grid: Grid, rank: int, *, L=None, l_bits: int | None = None,
     H_aug = augmented_hessian(Hd, L)
     if lam is None:
         alpha = _v.check_damp(damp)
-        # mean(diag H_aug) = (tr H + tr L^T H L) / (N + r), on the H as given.
-        trace = float(np.trace(H))
-        n = W.shape[0]
+        # mean(diag H_aug) over diag H and diag L^T H L, on the H as given; computed as
+        # GPTQ computes alpha * mean(diag H), so that r = 0 gives GPTQ's lam bit for bit.
+        diag = np.diag(H)
         if damp_from == "augmented":
-            trace += float(np.sum(L * (H @ L)))
-            n += L.shape[1]
-        lam = alpha * trace / n
+            diag = np.concatenate([diag, np.einsum("ij,ij->j", L, H @ L)])
+        lam = float(alpha * np.mean(diag))
     else:
         lam = _v.check_float("lam", lam)
     W_aug = np.vstack([Wd, np.zeros((L.shape[1], W.shape[1]))])
