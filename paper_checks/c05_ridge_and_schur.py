@@ -1,0 +1,31 @@
+"""C5: GILoRA's R is the ridge solution and its Q is GPTQ on the Schur complement.
+
+R = (L^T H L + lam I)^{-1} L^T H (W - Q), and GPTQ run undamped on
+S = H_lam - H L (L^T H L + lam I)^{-1} L^T H returns GILoRA's Q.
+
+Data: the synthetic gallery and the bundled real all-MiniLM-L6-v2 layers
+(``gilora_theory.paper.default_data``), seed fixed below; ``--quick`` (or the
+environment variable ``GILORA_QUICK=1``) runs the small version. Prints one
+verdict line with its numbers; exit status 1 when the claim fails.
+
+    python paper_checks/c05_ridge_and_schur.py [--quick]
+
+[1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
+"""
+import sys
+
+from gilora_theory import paper
+
+SEED = 20260601
+
+
+def main(argv=None) -> int:
+    quick = paper.quick_requested(argv)
+    data = paper.default_data(quick=quick, seed=SEED)
+    result = paper.c05_ridge_and_schur(data)
+    print(result.line())
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
