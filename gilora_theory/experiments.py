@@ -58,8 +58,8 @@ from .methods import METHODS, compress
 from .objective import layer_error
 
 __all__ = ["SweepConfig", "Run", "SweepResult", "load_config", "config_hash", "expand_runs",
-           "run_one", "run_sweep", "assemble", "read_tables", "data_hash", "resolve_layer",
-           "BRANCHLESS"]
+           "run_one", "bound_columns", "CHAIN_METHODS", "run_sweep", "sweep_table", "assemble", "read_tables", "data_hash", "resolve_layer",
+           "BRANCHLESS", "packaged_configs", "run_sweep_cli"]
 
 BRANCHLESS = ("rtn", "gptq")
 """Methods without a low-rank branch: run at rank 0 only."""
@@ -343,10 +343,13 @@ def expand_runs(config: SweepConfig) -> list[Run]:
 def run_one(run: Run) -> dict:
     """Compute one run: ``{"key", "row", "trace"}`` (picklable; used by executors).
 
-    ``row`` holds the run's identity (layer, shape, seed, data hash, method,
-    bits, rank), the options, its errors (``error``, ``damped_error``,
-    ``relative_error``), ``signal = ||X W||_F^2 = tr(W^T H W)``, ``lam`` (and ``pass_lam``), the clipping count and the
-    wall-clock time of the method (``time_method``, seconds). ``trace`` is the
+    ``row`` holds the run's identity (``layer``, ``N``, ``N_out``, ``n_samples``,
+    ``seed``, ``data_hash``, ``method``, ``bits``, ``rank``), the options
+    (``opt_*``), the errors of :func:`gilora_theory.methods.compress` (``error``,
+    ``damped_error``, ``relative_error``), ``signal = ||X W||_F^2 = tr(W^T H W)``,
+    ``lam`` and the pass damping ``pass_lam``, the clipping count ``clipped``,
+    the bound columns of :func:`bound_columns` and the wall-clock seconds of the
+    method and of the bounds (``time_method``, ``time_bounds``). ``trace`` is the
     refinement trace (``refine`` only) or None.
     """
     layer = resolve_layer(json.loads(run.spec), run.seed)
@@ -355,7 +358,9 @@ def run_one(run: Run) -> dict:
     c = compress(layer.W, layer.H, run.method, run.bits, run.rank, damp=opts["damp"],
                  beta=opts["beta"], unbounded=opts["unbounded"], rounds=opts["rounds"],
                  damp_from=opts["damp_from"])
-    elapsed = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    bounds = bound_columns(run)
+    t2 = time.perf_counter()
     N, N_out = layer.W.shape
     row = {"run_key": run.key, "layer": run.layer, "N": N, "N_out": N_out,
            "n_samples": layer.n_samples if layer.n_samples is not None else -1,
@@ -365,9 +370,63 @@ def run_one(run: Run) -> dict:
            "relative_error": c.objective.relative_error,
            "signal": layer_error(layer.W, np.zeros_like(layer.W), H=layer.H), "lam": c.lam,
            "pass_lam": float(c.info.get("pass_lam", c.lam)), "clipped": int(c.clipped),
-           "time_method": elapsed}
+           **bounds, "time_method": t1 - t0, "time_bounds": t2 - t1}
     trace = None if c.trace is None else [float(v) for v in c.trace]
     return {"key": run.key, "row": row, "trace": trace}
+
+
+CHAIN_METHODS = ("gptq", "gilora")
+"""Methods whose own pass the upper-bound chain bounds (THEORY.md section 4)."""
+
+
+def bound_columns(run: Run) -> dict:
+    """The bound columns of one run's row (:mod:`gilora_theory.upper_bounds`).
+
+    For every run: ``g_b``, ``h_r``, ``h_0``, ``r_star``, ``h_convex`` of the
+    factorised form ``g(b) h(r)`` (with the run's ``damp_from``) and ``cor39 =
+    g(b) h(r)``. For GPTQ and GILoRA runs (:data:`CHAIN_METHODS`), the chain of
+    that pass, link by link: ``bound_error`` (E), ``bound_damped_aug``
+    (``E_lam_aug``), ``bound_step_sum``, ``bound_schur_sum``, ``bound_trace_S``,
+    ``bound_closed_form``, ``bound_C``, ``bound_lam``, ``bound_holds`` (every link
+    within its tolerance), ``bound_failed`` (names of failed links, ``;``-joined),
+    ``bound_ratio`` (``E / closed_form``), and the minimax ``lower_bound`` with
+    ``s_min`` (:func:`gilora_theory.upper_bounds.layer_bounds`); these are empty
+    (NaN in the table) for the other methods, whose passes the chain does not bound.
+    """
+    fb = _factorised(run.spec, run.seed, run.bits, run.options)
+    cols = {"g_b": fb.g, "h_r": float(fb.h[run.rank]), "h_0": float(fb.h[0]),
+            "r_star": fb.r_star, "h_convex": fb.convex, "cor39": fb.g * float(fb.h[run.rank])}
+    chain = {k: None for k in _CHAIN_COLUMNS}
+    if run.method in CHAIN_METHODS:
+        from .upper_bounds import layer_bounds
+        layer = resolve_layer(json.loads(run.spec), run.seed)
+        opts = json.loads(run.options)
+        lb = layer_bounds(layer.W, layer.H, run.bits, run.rank, damp=opts["damp"],
+                          beta=opts["beta"], unbounded=opts["unbounded"],
+                          damp_from=opts["damp_from"])
+        ch = lb.gptq if run.method == "gptq" else lb.gilora
+        chain = {"bound_error": ch.error, "bound_damped_aug": ch.damped_error,
+                 "bound_step_sum": ch.step_sum, "bound_schur_sum": ch.schur_sum,
+                 "bound_trace_S": ch.trace_S, "bound_closed_form": ch.closed_form,
+                 "bound_C": ch.C, "bound_lam": ch.lam, "bound_holds": ch.holds,
+                 "bound_failed": ";".join(ch.failed_links), "bound_ratio": ch.bound_ratio,
+                 "lower_bound": lb.lower_bound, "s_min": lb.s_min}
+    return {**cols, **chain}
+
+
+_CHAIN_COLUMNS = ("bound_error", "bound_damped_aug", "bound_step_sum", "bound_schur_sum",
+                  "bound_trace_S", "bound_closed_form", "bound_C", "bound_lam", "bound_holds",
+                  "bound_failed", "bound_ratio", "lower_bound", "s_min")
+
+
+@functools.lru_cache(maxsize=64)
+def _factorised(spec_json: str, seed: int, bits: int, options_json: str):
+    """``factorised_bound`` of a layer (one eigendecomposition per layer, bits and options)."""
+    from .upper_bounds import factorised_bound
+    layer = resolve_layer(json.loads(spec_json), seed)
+    opts = json.loads(options_json)
+    return factorised_bound(layer.W, layer.H, bits, beta=opts["beta"], damp=opts["damp"],
+                            damp_from=opts["damp_from"])
 
 
 # ----------------------------------------------------------------------------- driver
@@ -457,10 +516,20 @@ def _finished_keys(out: Path) -> set[str]:
     return {p.stem for p in (out / "runs").glob("*.json")}
 
 
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress(total: int, initial: int, name: str, enabled: bool):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, initial=initial, desc=f"sweep {name}", unit="run",
-                disable=not enabled)
+    """A tqdm bar on standard error, or a silent stand-in (tqdm not even imported)."""
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc=f"sweep {name}", unit="run")
 
 
 def _compute(pending: list[Run], executor):
@@ -494,18 +563,41 @@ def assemble(out, *, runs: list[Run] | None = None) -> tuple[pd.DataFrame, pd.Da
     if runs is None:
         config = load_config(json.loads((out / "config.json").read_text())["config"])
         runs = expand_runs(config)
-    rows, traces = [], []
+    results = []
     for run in sorted(runs, key=Run.sort_key):
         result = json.loads((out / "runs" / f"{run.digest}.json").read_text())
         if result["key"] != run.key:
             raise ValueError(f"{out}/runs/{run.digest}.json holds run {result['key']!r}, expected {run.key!r}")
-        rows.append(result["row"])
-        for step, value in enumerate(result["trace"] or []):
-            traces.append({**{k: result["row"][k] for k in _TRACE_ID}, "step": step,
-                           "label": _trace_label(step), "value": value})
-    table = pd.DataFrame(rows)
+        results.append(result)
+    return _tables(results)
+
+
+def _tables(results: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run table and trace table from ``run_one`` results already in run-key order."""
+    traces = [{**{k: res["row"][k] for k in _TRACE_ID}, "step": step,
+               "label": _trace_label(step), "value": value}
+              for res in results for step, value in enumerate(res["trace"] or [])]
+    table = pd.DataFrame([res["row"] for res in results])
     _check_data_hashes(table)
     return table, pd.DataFrame(traces, columns=[*_TRACE_ID, "step", "label", "value"])
+
+
+def sweep_table(config, *, executor: concurrent.futures.Executor | None = None,
+                progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(runs, traces)`` of a sweep computed in memory (no files, no resume).
+
+    The same tables :func:`run_sweep` writes, for notebooks and small studies.
+    """
+    runs = expand_runs(load_config(config))
+    bar = _progress(len(runs), 0, "in memory", progress)
+    results = {}
+    try:
+        for run, result in _compute(runs, executor):
+            results[run.key] = result
+            bar.update(1)
+    finally:
+        bar.close()
+    return _tables([results[r.key] for r in runs])
 
 
 _TRACE_ID = ("run_key", "layer", "seed", "method", "bits", "rank")

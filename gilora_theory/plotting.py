@@ -26,7 +26,9 @@ from .io import atomic_write
 
 __all__ = ["FIGURES", "METHOD_STYLE", "plot_error_vs_rank", "plot_error_vs_bits",
            "plot_bound_chain", "plot_refinement_traces", "plot_bound_scaling",
-           "plot_rank_benefit", "plot_method_comparison", "save_figure", "make_figures"]
+           "plot_rank_benefit", "plot_method_comparison", "save_figure", "make_figures",
+           "plot_grid", "plot_step_terms", "plot_spectrum", "plot_trace", "plot_residuals",
+           "plot_method_errors", "CHAIN"]
 
 METHOD_STYLE = {
     "rtn": dict(color="0.6", marker="x", label="RTN"),
@@ -166,47 +168,58 @@ def plot_error_vs_bits(runs: pd.DataFrame, *, rank: int | None = None,
 
 
 CHAIN = (
-    ("error", "bound_damped_aug", "E ≤ E_λ,aug"),
+    ("bound_error", "bound_damped_aug", "E ≤ E_λ,aug"),
     ("bound_damped_aug", "bound_step_sum", "E_λ,aug = Σ steps"),
     ("bound_step_sum", "bound_schur_sum", "Σ steps ≤ C Σ Ψ⁻²"),
     ("bound_schur_sum", "bound_trace_S", "C Σ Ψ⁻² ≤ C tr S"),
     ("bound_trace_S", "bound_closed_form", "C tr S ≤ closed form"),
-    ("error", "bound_closed_form", "E ≤ closed form\n(whole chain)"),
+    ("bound_error", "bound_closed_form", "E ≤ closed form\n(whole chain)"),
 )
 """Links of the upper-bound chain (THEORY.md section 4): (smaller, larger, label)."""
 
 
 def plot_bound_chain(runs: pd.DataFrame, *, title: str = "") -> Figure:
-    """Slack of every link of the upper-bound chain: ratio smaller / larger side.
+    """Slack of every link of the upper-bound chain: ratio smaller side / larger side.
 
-    One column of points per link (GPTQ and GILoRA runs); a ratio above 1 is a
-    violated link. Runs that clipped (``clipped > 0``) are drawn in red: the
-    chain is only claimed without clipping. Log scale: slack spans decades.
+    One column of points per link (GPTQ and GILoRA runs), one panel per grid
+    setting (clipping factor ``beta``, bounded or not). A ratio above 1 is a
+    violated link; runs whose chain fails beyond its rounding tolerance
+    (``bound_holds`` false) are ringed in black. Runs that clipped
+    (``clipped > 0``) are red: the chain is only claimed without clipping.
+    Log scale: the slack spans decades.
     """
-    df = runs.dropna(subset=[c for c in ("bound_closed_form",) if c in runs])
-    df = df[df["method"].isin(("gptq", "gilora"))]
-    fig = Figure(figsize=(8.5, 4.2), layout="constrained")
-    ax = fig.subplots()
-    jitter = np.random.default_rng(0).uniform(-0.18, 0.18, len(df))
+    df = runs[runs["method"].isin(("gptq", "gilora"))].dropna(subset=["bound_closed_form"])
+    settings = df[["opt_beta", "opt_unbounded"]].drop_duplicates().sort_values("opt_beta", ascending=False)
+    fig, axes = _panels(len(settings), ncols=len(settings), size=(7.0, 4.4))
+    for ax, (_i, st) in zip(axes, settings.iterrows()):
+        d = df[(df["opt_beta"] == st["opt_beta"]) & (df["opt_unbounded"] == st["opt_unbounded"])]
+        _chain_panel(ax, d)
+        grid = "unbounded grid" if st["opt_unbounded"] else f"bounded grid, β = {st['opt_beta']:g}"
+        fails = int((~d["bound_holds"].astype(bool)).sum())
+        ax.set_title(f"{grid}: {len(d)} runs, {int((d['clipped'] > 0).sum())} clipped, "
+                     f"{fails} chains fail; worst E / bound = {d['bound_ratio'].max():.3g}", fontsize=9)
+    fig.suptitle(title or "Slack of each link of the upper-bound chain (GPTQ and GILoRA passes)",
+                 fontsize=11)
+    _legend(fig, axes)
+    return fig
+
+
+def _chain_panel(ax, d: pd.DataFrame) -> None:
+    jitter = np.random.default_rng(0).uniform(-0.2, 0.2, len(d))
+    clipped = d["clipped"].to_numpy() > 0
+    failed = ~d["bound_holds"].astype(bool).to_numpy()
     for i, (lo, hi, _label) in enumerate(CHAIN):
-        if lo not in df or hi not in df:
-            continue
-        ratio = (df[lo] / df[hi]).to_numpy()
-        clipped = df["clipped"].to_numpy() > 0
-        ax.scatter(i + jitter[~clipped], ratio[~clipped], s=7, alpha=0.5, color="tab:blue",
-                   label="no clipping" if i == 0 else None)
-        ax.scatter(i + jitter[clipped], ratio[clipped], s=7, alpha=0.5, color="tab:red",
-                   label="clipped" if i == 0 else None)
+        ratio = (d[lo] / d[hi]).to_numpy()
+        x = i + jitter
+        ax.scatter(x[~clipped], ratio[~clipped], s=7, alpha=0.5, color="tab:blue", label="no clipping")
+        ax.scatter(x[clipped], ratio[clipped], s=7, alpha=0.5, color="tab:red", label="clipped")
+        ax.scatter(x[failed], ratio[failed], s=30, facecolors="none", edgecolors="k",
+                   linewidths=0.8, label="chain fails (beyond tolerance)")
     ax.axhline(1.0, color="k", linewidth=1)
-    ax.set_xticks(range(len(CHAIN)), [c[2] for c in CHAIN], fontsize=8)
+    ax.set_xticks(range(len(CHAIN)), [c[2] for c in CHAIN], fontsize=7)
     ax.set_yscale("log")
     ax.set_ylabel("smaller side / larger side  (≤ 1: link holds)")
-    ax.legend(fontsize=8, loc="lower left")
     ax.grid(True, axis="y", alpha=0.3)
-    n_clip = int((df["clipped"] > 0).sum())
-    fig.suptitle(title or f"Slack of the upper-bound chain over {len(df)} runs "
-                 f"({n_clip} clipped)", fontsize=11)
-    return fig
 
 
 def plot_refinement_traces(traces: pd.DataFrame, *, bits: int | None = None,
@@ -373,6 +386,10 @@ def save_figure(fig: Figure, path, *, dpi: int = 100) -> Path:
     return path
 
 
+def _chain_both(bits: pd.DataFrame, clipping: pd.DataFrame) -> Figure:
+    return plot_bound_chain(pd.concat([bits, clipping], ignore_index=True))
+
+
 def _comparison_both(synthetic: pd.DataFrame, real: pd.DataFrame) -> Figure:
     return plot_method_comparison(pd.concat([synthetic, real], ignore_index=True))
 
@@ -382,7 +399,7 @@ FIGURES = {
     "error_vs_rank_real": (("real_layers",), plot_error_vs_rank),
     "error_vs_bits_synthetic": (("synthetic_bits",), plot_error_vs_bits),
     "error_vs_bits_real": (("real_layers",), plot_error_vs_bits),
-    "bound_chain_slack": (("synthetic_bits",), plot_bound_chain),
+    "bound_chain_slack": (("synthetic_bits", "bound_chain"), _chain_both),
     "refinement_traces": (("synthetic_rank:traces",), plot_refinement_traces),
     "upper_vs_lower": (("scaling",), plot_bound_scaling),
     "rank_benefit_real": (("real_layers",), plot_rank_benefit),
@@ -435,3 +452,153 @@ def make_figures(tables="figures/tables", out="figures", *, dpi: int = 100,
 def _table_path(tables: Path, source: str) -> Path:
     name, _, kind = source.partition(":")
     return tables / name / f"{kind or 'runs'}.csv"
+
+
+# ----------------------------------------------------------------------------- tour pictures
+# Pictures of single results (for the notebooks): they draw arrays they are given.
+
+def plot_grid(W, grid, quantized: dict, *, columns=(0, 1, 2)) -> Figure:
+    """Weights, grid levels and quantized values of a few output columns.
+
+    Parameters
+    ----------
+    W : (N, N_out) ndarray
+    grid : Grid
+        A bounded grid (its ``2^b`` levels are the horizontal lines).
+    quantized : dict
+        Name -> ``Q`` (N, N_out), e.g. ``{"RTN": Q_rtn, "GPTQ": Q_gptq}``.
+    columns : sequence of int
+    """
+    W = np.asarray(W)
+    columns = [c for c in columns if c < W.shape[1]]
+    fig, axes = _panels(len(columns), ncols=len(columns), size=(3.6, 3.0))
+    rows = np.arange(W.shape[0])
+    for ax, j in zip(axes, columns):
+        for level in grid.levels(j):
+            ax.axhline(level, color="0.8", linewidth=0.8, zorder=0)
+        ax.scatter(rows, W[:, j], color="k", s=18, label="w (original)", zorder=3)
+        for k, (name, Q) in enumerate(quantized.items()):
+            off = 0.12 * (k - (len(quantized) - 1) / 2)
+            ax.scatter(rows + off, np.asarray(Q)[:, j], s=30, facecolors="none",
+                       edgecolors=f"C{k}", linewidths=1.3, label=name, zorder=4)
+        ax.set_title(f"column j = {j} ({2 ** grid.bits} levels)", fontsize=9)
+        ax.set_xlabel("input row t")
+        ax.set_ylabel("weight value")
+    fig.suptitle(f"The {grid.bits}-bit grid of each column (grey lines) and where each "
+                 f"method puts the weights", fontsize=10)
+    _legend(fig, axes)
+    return fig
+
+
+def plot_step_terms(step_terms: dict, *, bound: dict | None = None) -> Figure:
+    """Per-step terms ``sum_j (w~_tj - q_tj)^2 / Psi_tt^2`` of GPTQ-type passes.
+
+    Parameters
+    ----------
+    step_terms : dict
+        Name -> (N,) per-step terms in processing order (``GPTQResult.step_terms``).
+    bound : dict, optional
+        Name -> (N,) per-step bounds (e.g. ``C_t / Psi_tt^2``), drawn as steps.
+    """
+    fig = Figure(figsize=(7.0, 3.4), layout="constrained")
+    ax = fig.subplots()
+    n = len(step_terms)
+    for k, (name, terms) in enumerate(step_terms.items()):
+        t = np.arange(len(terms))
+        ax.bar(t + (k - (n - 1) / 2) * 0.8 / n, terms, width=0.8 / n, color=f"C{k}", label=name)
+        if bound and name in bound:
+            ax.step(t, bound[name], where="mid", color=f"C{k}", linestyle="--",
+                    label=f"{name}: bound")
+    ax.set_xlabel("step t (input row, processing order)")
+    ax.set_ylabel("damped error added at step t")
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle("Where the error is made: the loss identity splits E_λ into per-step terms",
+                 fontsize=10)
+    return fig
+
+
+def plot_spectrum(values: dict, *, rank: int | None = None, ylabel: str = "singular value") -> Figure:
+    """Descending spectra on a log axis, with the rank-r cut marked.
+
+    Parameters
+    ----------
+    values : dict
+        Name -> 1-D array (e.g. OLrC's ``singular_values`` or ``sqrt(eig(H))``).
+    rank : int, optional
+        Draw a vertical line after the first ``rank`` values (what a rank-r branch keeps).
+    """
+    fig = Figure(figsize=(6.0, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for k, (name, v) in enumerate(values.items()):
+        v = np.sort(np.asarray(v, dtype=float))[::-1]
+        ax.plot(np.arange(1, len(v) + 1), np.maximum(v, np.finfo(float).tiny), marker="o",
+                markersize=4, color=f"C{k}", label=name)
+    if rank is not None:
+        ax.axvline(rank + 0.5, color="k", linestyle="--", linewidth=1, label=f"rank r = {rank} cut")
+    ax.set_yscale("log")
+    ax.set_xlabel("index i")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+def plot_trace(trace, steps) -> Figure:
+    """One refinement trace ``F`` against its half-steps (``RefineResult.trace, .steps``)."""
+    trace = np.asarray(trace, dtype=float)
+    fig = Figure(figsize=(6.0, 3.2), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(np.arange(len(trace)), trace, marker="o", color="tab:red")
+    labels = [_step_label(i) for i in range(len(steps))]
+    ax.set_xticks(np.arange(len(trace)), labels, fontsize=7, rotation=40, ha="right")
+    ax.set_ylabel("damped objective F(Q, L R)")
+    ax.grid(True, alpha=0.3)
+    fig.suptitle("Refinement: alternating OLrC and Bid-Up never increases F", fontsize=10)
+    return fig
+
+
+def plot_residuals(residuals: dict) -> Figure:
+    """Heat maps of residuals ``D = W - Q - L R`` (N, N_out) on one symmetric colour scale.
+
+    Parameters
+    ----------
+    residuals : dict
+        Name -> (N, N_out) residual.
+    """
+    vmax = max(float(np.max(np.abs(D))) for D in residuals.values())
+    fig, axes = _panels(len(residuals), ncols=len(residuals), size=(2.8, 3.0))
+    for ax, (name, D) in zip(axes, residuals.items()):
+        im = ax.imshow(np.asarray(D), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("output column j")
+        ax.set_ylabel("input row t")
+    fig.colorbar(im, ax=axes, label="residual entry (weight units)", shrink=0.8)
+    fig.suptitle("Residual D = W − Q − L R of each method", fontsize=10)
+    return fig
+
+
+def plot_method_errors(runs: pd.DataFrame, *, title: str = "") -> Figure:
+    """Relative error of each method (bars), one panel per (layer, bits, rank) group.
+
+    Reads a ``runs`` table (e.g. from :func:`gilora_theory.experiments.sweep_table`);
+    branch-less methods appear in every rank's panel.
+    """
+    groups = runs[["layer", "bits", "rank"]].drop_duplicates()
+    groups = groups[(groups["rank"] > 0) | (runs["rank"].max() == 0)]
+    fig, axes = _panels(len(groups), ncols=min(len(groups), 3),
+                        size=(4.6, 0.6 + 0.3 * runs["method"].nunique()))
+    for ax, (_i, g) in zip(axes, groups.iterrows()):
+        sel = (runs["layer"] == g["layer"]) & (runs["bits"] == g["bits"]) & \
+            ((runs["rank"] == g["rank"]) | runs["method"].isin(_BRANCHLESS))
+        d = runs[sel].groupby("method", sort=False)[["error", "signal"]].median()
+        rel = d["error"] / d["signal"]
+        y = np.arange(len(rel))
+        ax.barh(y, rel.to_numpy(), color=[METHOD_STYLE[m]["color"] for m in rel.index])
+        ax.set_yticks(y, [METHOD_STYLE[m]["label"] for m in rel.index], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("relative error E / ‖XW‖²")
+        ax.set_title(f"{g['layer']}: b = {g['bits']}, r = {g['rank']}", fontsize=8)
+        ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle(title or "Relative error by method", fontsize=10)
+    return fig
