@@ -43,7 +43,8 @@ class OLrCResult:
     L : (N, r) ndarray
         ``H_lam^{-1/2} U_r diag(a_1..a_r)``.
     R : (r, N_out) ndarray
-        ``V_r^T`` (orthonormal rows).
+        ``V_r^T`` (orthonormal rows), each row's sign fixed so that its
+        largest-magnitude entry is positive (deterministic output).
     value : float
         Optimal damped objective ``sum_{i>r} a_i^2`` (undamped when ``lam = 0``).
     singular_values : (min(N, N_out),) ndarray
@@ -74,9 +75,13 @@ def _olrc(D: np.ndarray, spec: HessianSpectrum, r: int, lam: float):
     B = root[:, None] * (V.T @ D)
     Ub, a, Vt = scipy.linalg.svd(B, full_matrices=False, check_finite=False,
                                  lapack_driver="gesdd")
-    L = V @ (inv_root[:, None] * (Ub[:, :r] * a[:r]))
-    value = float(np.sum(a[r:] ** 2))
-    return L, Vt[:r].copy(), value, a
+    Ub, Vt = Ub[:, :r], Vt[:r]
+    # Singular pairs are unique up to sign only; LAPACK's choice can change with the
+    # BLAS thread count. Fix it: the largest-magnitude entry of each row of R is positive.
+    sign = np.sign(Vt[np.arange(Vt.shape[0]), np.argmax(np.abs(Vt), axis=1)])
+    sign[sign == 0] = 1.0
+    L = V @ (inv_root[:, None] * (Ub * (a[:r] * sign)))
+    return L, Vt * sign[:, None], float(np.sum(a[r:] ** 2)), a
 
 
 def olrc(W, Q, H, rank: int, *, damp: float = 0.01, lam: float | None = None,
