@@ -28,7 +28,8 @@ __all__ = ["FIGURES", "METHOD_STYLE", "plot_error_vs_rank", "plot_error_vs_bits"
            "plot_bound_chain", "plot_refinement_traces", "plot_bound_scaling",
            "plot_rank_benefit", "plot_method_comparison", "save_figure", "make_figures",
            "plot_grid", "plot_step_terms", "plot_spectrum", "plot_trace", "plot_residuals",
-           "plot_method_errors", "CHAIN"]
+           "plot_method_errors", "CHAIN",
+           "plot_error_vs_effective_bits"]
 
 METHOD_STYLE = {
     "rtn": dict(color="0.6", marker="x", label="RTN"),
@@ -375,6 +376,54 @@ def plot_method_comparison(runs: pd.DataFrame, *, bits: int | None = None, rank:
     ax.grid(True, axis="x", which="both", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=4, fontsize=7, frameon=False)
     fig.suptitle(title or f"Method comparison at b = {bits} bits, r = {rank}", fontsize=11)
+    return fig
+
+
+_STORAGE_STYLE = {
+    **METHOD_STYLE,
+    "gptq+svd": dict(color="tab:purple", marker="h", label="GPTQ → data-free SVD"),
+    "rtn+svd": dict(color="tab:olive", marker="*", label="RTN → data-free SVD"),
+}
+
+
+def plot_error_vs_effective_bits(table: pd.DataFrame, *, xmax: float | None = 9.0,
+                                 title: str = "") -> Figure:
+    """Relative error against effective bits per weight, one panel per layer.
+
+    Reads a table of :func:`gilora_theory.equal_storage.storage_table`. Every
+    reconstruction is a marker (filled: full-precision branch; open: quantized
+    branch); each method's lower envelope (its best error at a storage budget)
+    is a step line, the black dashed line the envelope over all methods.
+    Log y axis; points beyond ``xmax`` bits per weight are cut off.
+    """
+    df = table if xmax is None else table[table["effective_bits"] <= xmax]
+    keys = list(dict.fromkeys(zip(df["source"], df["layer"])))
+    fig, axes = _panels(len(keys))
+    for ax, (source, layer) in zip(axes, keys):
+        d = df[(df["source"] == source) & (df["layer"] == layer)]
+        for method, g in d.groupby("method", sort=False):
+            style = _STORAGE_STYLE[method]
+            fp = (g["branch"] == "fp").to_numpy()
+            for sel, filled in ((fp, True), (~fp, False)):
+                if sel.any():
+                    look = style if filled else dict(
+                        marker=style["marker"], facecolors="none", edgecolors=style["color"],
+                        label=style["label"])
+                    ax.scatter(g["effective_bits"][sel], g["relative_error"][sel], s=18,
+                               alpha=0.8, **look)
+            env = g.sort_values("effective_bits")
+            ax.step(env["effective_bits"], env["relative_error"].cummin(), where="post",
+                    color=style["color"], linewidth=0.9, alpha=0.7)
+        env = d.sort_values("effective_bits")
+        ax.step(env["effective_bits"], env["relative_error"].cummin(), where="post",
+                label="best at this budget", **_BOUND_STYLE)
+        ax.set_yscale("log")
+        ax.set_title(f"{layer} ({source}, {d['N'].iloc[0]}×{d['N_out'].iloc[0]})", fontsize=9)
+        ax.set_xlabel("effective bits per weight (Q + grids + branch)")
+        ax.set_ylabel("E / ||XW||²")
+        ax.grid(True, which="both", alpha=0.3)
+    _legend(fig, axes)
+    fig.suptitle(title or "Error at equal storage (open markers: quantized branch)", fontsize=11)
     return fig
 
 

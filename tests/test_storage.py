@@ -173,3 +173,20 @@ def test_winners_on_a_hand_made_table():
     assert pd.isna(w["runner_up"].iloc[0]) and np.isnan(w["margin"].iloc[0])
     assert w["margin"].iloc[1] == pytest.approx(0.20 / 0.15)
     assert list(w["best_gptq"]) == [0.30, 0.30, 0.10]
+
+
+def test_error_vs_effective_bits_figure():
+    import pandas as pd
+
+    from gilora_theory.plotting import plot_error_vs_effective_bits
+
+    t = pd.DataFrame(dict(
+        source="s", layer=["a"] * 3 + ["b"] * 3, N=8, N_out=4,
+        method=["gptq", "gilora", "rtn+svd"] * 2, branch=["fp", "4-bit", "fp"] * 2,
+        effective_bits=[2.5, 3.0, 20.0] * 2, relative_error=[0.3, 0.2, 0.1] * 2))
+    fig = plot_error_vs_effective_bits(t, xmax=9.0)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 2
+    assert axes[0].get_yscale() == "log" and "effective bits" in axes[0].get_xlabel()
+    # The 20-bit point is beyond xmax: only two methods are drawn per panel (+ the envelope).
+    assert len(axes[0].collections) == 2
