@@ -184,13 +184,19 @@ def claim_figures(results, out_dir) -> tuple[list, list]:
     tables = {res.claim: res for res in results}
     figures, notes = [], []
     for claim, func, name, title in _FIGURES:
+        (Path(out_dir) / "figures" / name).unlink(missing_ok=True)  # never leave a stale figure
         res = tables.get(claim)
         table = None if res is None else (res.figure_data if res.figure_data is not None
                                           else res.table)
         if table is None or not len(table) or not hasattr(plotting, func):
             notes.append(f"figure {name} not drawn: no {claim} table or no plotting.{func}")
             continue
-        fig = getattr(plotting, func)(table)
+        try:
+            fig = getattr(plotting, func)(table)
+        except (KeyError, ValueError, TypeError) as exc:
+            notes.append(f"figure {name} not drawn: plotting.{func} refused the {claim} table "
+                         f"({type(exc).__name__}: {exc})")
+            continue
         figures.append((title, plotting.save_figure(fig, Path(out_dir) / "figures" / name)))
     return figures, notes
 
