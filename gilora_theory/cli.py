@@ -142,7 +142,65 @@ def _cmd_check(args) -> int:
     return run.exit_status
 
 
-_SUBCOMMANDS = [_add_run, _add_sweep, _add_figures, _add_check]
+def _progress(args, desc: str):
+    """A tqdm wrapper on standard error (None with --no-progress or without tqdm)."""
+    if args.no_progress:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return lambda it: tqdm(it, desc=desc, file=sys.stderr, leave=False)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, choices=("minilm",), help="the real network")
+    p.add_argument("--sequences", type=int, default=128, help="calibration sequences (default 128)")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence, [CLS] and [SEP] included (default 128)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
+
+
+def _add_extract(sub) -> None:
+    p = sub.add_parser("extract", help="write W and H of every linear layer of a real model (needs torch)",
+                       description="Run calibration text through the model and write OUT/<layer>.npz "
+                                   "(W, float64 H = X^T X, n_samples) per linear layer plus "
+                                   "OUT/manifest.json. Rerunning resumes: complete files are kept.")
+    _add_model_options(p)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)")
+    p.set_defaults(func=_cmd_extract)
+
+
+def _cmd_extract(args) -> dict:
+    from .torch_adapter import extract_model
+    return extract_model(args.model, args.out, sequences=args.sequences, seq_len=args.seq_len,
+                         batch_size=args.batch_size, progress=_progress(args, "extract"))
+
+
+def _add_model_error(sub) -> None:
+    p = sub.add_parser("model-error", help="compress every linear layer; how far the model's outputs move (needs torch)",
+                       description="Compress every linear layer with one method (H from the calibration "
+                                   "half of the text), run the held-out half, and print the summed "
+                                   "layer-wise errors next to the output shift of hidden states and "
+                                   "mean-pooled sentence embeddings.")
+    _add_model_options(p)
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--bits", type=int, required=True, help="grid bit-width b in [1, 16]")
+    p.add_argument("--rank", type=int, default=0, help="branch rank r, capped per layer at min(N, N_out) (default 0)")
+    p.add_argument("--damp", type=float, default=0.01, help="relative damping alpha (default 0.01)")
+    p.add_argument("--heldout", type=int, default=32, help="held-out sequences (default 32)")
+    p.add_argument("--branch", action="store_true", help="low-rank side branches instead of merged weights")
+    p.set_defaults(func=_cmd_model_error)
+
+
+def _cmd_model_error(args) -> dict:
+    from .torch_adapter import evaluate_model
+    return evaluate_model(args.model, args.method, args.bits, args.rank, sequences=args.sequences,
+                          heldout=args.heldout, seq_len=args.seq_len, damp=args.damp,
+                          branch=args.branch, progress=_progress(args, "model-error"))
+
+
+_SUBCOMMANDS = [_add_run, _add_sweep, _add_figures, _add_check, _add_extract, _add_model_error]
 
 
 def build_parser() -> argparse.ArgumentParser:
