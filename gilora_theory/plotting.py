@@ -124,6 +124,7 @@ def plot_error_vs_rank(runs: pd.DataFrame, *, bits: int | None = None,
         ax.set_xscale("symlog", base=2, linthresh=1)
         ax.set_xticks(ranks, [str(r) for r in ranks], fontsize=7)
         ax.set_yscale("log")
+        _plain_log(ax)
         ax.set_title(layer, fontsize=9)
         ax.set_xlabel("rank r")
         ax.set_ylabel("relative error E / ‖XW‖²")
@@ -316,37 +317,55 @@ def plot_rank_benefit(runs: pd.DataFrame, *, title: str = "") -> Figure:
     """Predicted against realised benefit of rank r (GILoRA; claim C14).
 
     x: predicted ``h(r) / h(0)`` with ``h(r) = ||X - X_r||_F^2 + (N + r) lam``;
-    y: measured ``D(r) / D(0)`` (GILoRA's error at rank r over GPTQ's = rank 0),
-    at the same bit-width. On the diagonal the whole predicted benefit is
-    realised; above it, less. One colour per layer, one marker per bit-width.
+    y: measured ``D(r) / D(0)`` (GILoRA's error at rank r over its error at
+    rank 0, which is GPTQ's), at the same bit-width and seed. On the diagonal the
+    whole predicted benefit is realised; above it, less. One colour per layer,
+    one marker per rank; every bit-width of the table is drawn.
     """
     df = runs[(runs["method"] == "gilora")].dropna(subset=["h_r"])
     base = df[df["rank"] == 0].set_index(["layer", "seed", "bits"])
-    df = df[df["rank"] > 0].join(base[["error", "h_r"]], on=["layer", "seed", "bits"], rsuffix="_0")
+    base = base[["error", "h_r"]].rename(columns={"error": "error_0", "h_r": "h_r_0"})
+    df = df[df["rank"] > 0].join(base, on=["layer", "seed", "bits"])
     layers = list(dict.fromkeys(df["layer"]))
-    colors = _colormap("tab10", len(layers)) if len(layers) > 10 else \
-        [f"C{i}" for i in range(len(layers))]
-    markers = dict(zip(sorted(df["bits"].unique()), "osD^v"))
+    markers = dict(zip(sorted(df["rank"].unique()), "os^DvP*X"))
     fig = Figure(figsize=(7.5, 5.2), layout="constrained")
     ax = fig.subplots()
-    for color, layer in zip(colors, layers):
+    for k, layer in enumerate(layers):
         d = df[df["layer"] == layer]
-        for b, db in d.groupby("bits"):
-            ax.scatter(db["h_r"] / db["h_r_0"], db["error"] / db["error_0"], color=color,
-                       marker=markers[b], s=22, alpha=0.8,
-                       label=layer if b == d["bits"].min() else None)
-    lo = float(min((df["h_r"] / df["h_r_0"]).min(), (df["error"] / df["error_0"]).min()))
+        for r, dr in d.groupby("rank"):
+            ax.scatter(dr["h_r"] / dr["h_r_0"], dr["error"] / dr["error_0"], color=f"C{k % 10}",
+                       marker=markers[r], s=24, alpha=0.75)
+        ax.scatter([], [], color=f"C{k % 10}", marker="o", label=layer)
+    x, y = df["h_r"] / df["h_r_0"], df["error"] / df["error_0"]
+    lo = float(min(x.min(), y.min()))
     ax.plot([lo, 1], [lo, 1], color="k", linewidth=1, label="realised = predicted")
+    for r, mk in markers.items():
+        ax.scatter([], [], marker=mk, color="0.4", label=f"r = {r}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log(ax)
     ax.set_xlabel("predicted h(r) / h(0)")
     ax.set_ylabel("measured D(r) / D(0)")
-    for b, mk in markers.items():
-        ax.scatter([], [], marker=mk, color="0.4", label=f"b = {b}")
-    ax.legend(fontsize=7, loc="upper left", ncols=2)
+    ax.legend(fontsize=7, loc="upper left")
     ax.grid(True, which="both", alpha=0.2)
-    fig.suptitle(title or "Rank benefit: bound's prediction against GILoRA's measured error", fontsize=11)
+    bits = ", ".join(str(b) for b in sorted(df["bits"].unique()))
+    fig.suptitle(title or f"Rank benefit: the bound's prediction against GILoRA's measured error "
+                 f"(b = {bits})", fontsize=10)
     return fig
+
+
+def _plain_log(ax) -> None:
+    """Plain-number tick labels on log axes that span less than two decades."""
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(v, _pos):
+        lead = round(v / 10 ** np.floor(np.log10(v)), 6) if v > 0 else 0
+        return f"{v:.3g}" if lead in (2, 3, 5) else ""
+
+    for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if axis.get_scale() == "log" and lo > 0 and hi / lo < 100:
+            axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.3g}"))
+            axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def plot_method_comparison(runs: pd.DataFrame, *, bits: int | None = None, rank: int | None = None,
@@ -387,7 +406,7 @@ _STORAGE_STYLE = {
 }
 
 
-def plot_error_vs_effective_bits(table: pd.DataFrame, *, xmax: float | None = 9.0,
+def plot_error_vs_effective_bits(table: pd.DataFrame, *, xmax: float | None = 6.5,
                                  title: str = "") -> Figure:
     """Relative error against effective bits per weight, one panel per layer.
 
@@ -419,8 +438,8 @@ def plot_error_vs_effective_bits(table: pd.DataFrame, *, xmax: float | None = 9.
         ax.step(env["effective_bits"], env["relative_error"].cummin(), where="post",
                 label="best at this budget", **_BOUND_STYLE)
         ax.set_yscale("log")
-        ax.set_title(f"{layer} ({source}, {d['N'].iloc[0]}×{d['N_out'].iloc[0]})", fontsize=9)
-        ax.set_xlabel("effective bits per weight (Q + grids + branch)")
+        ax.set_title(f"{layer}\n({source}, {d['N'].iloc[0]}×{d['N_out'].iloc[0]})", fontsize=8)
+        ax.set_xlabel("bits per weight (Q, grids, branch)")
         ax.set_ylabel("E / ||XW||²")
         ax.grid(True, which="both", alpha=0.3)
     _legend(fig, axes)
