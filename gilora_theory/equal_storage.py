@@ -46,9 +46,10 @@ from .gptq import gptq
 from .grid import clipped_mask, fit_grid
 from .objective import _evaluate, damping, hessian_spectrum
 from .olrc import olrc
-from .storage import storage_of
+from .storage import storage, storage_of
 
-__all__ = ["TABLE_METHODS", "storage_table", "storage_winners"]
+__all__ = ["TABLE_METHODS", "storage_table", "storage_winners", "storage_invariants",
+           "l_order_comparison"]
 
 TABLE_METHODS = ("rtn", "gptq", "gptq+olrc", "gilora", "refine", "gptq+svd", "rtn+svd")
 
@@ -248,3 +249,79 @@ def storage_winners(table: pd.DataFrame, budgets) -> pd.DataFrame:
                         if len(other) and win["relative_error"] > 0 else np.nan),
                 best_gptq=float(gp.min()) if len(gp) else np.nan))
     return pd.DataFrame(out)
+
+
+def storage_invariants(table: pd.DataFrame) -> pd.DataFrame:
+    """Inequalities and counts every :func:`storage_table` must satisfy (a check, not a claim).
+
+    Per (source, layer, bits, rank), with full-precision branches and
+    ``tol = 64 eps N * value``:
+
+    - ``olrc <= gptq``: GPTQ then OLrC has damped error at most GPTQ's (OLrC is
+      the optimal branch for that ``Q``, and rank 0 is one of its competitors);
+    - ``refine <= gilora``: the refinement trace starts at GILoRA's damped error
+      and never increases;
+
+    and per row ``storage``: ``effective_bits`` counted from the stored arrays
+    equals the formula of :func:`gilora_theory.storage.storage`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per check: check, layer, bits, rank, value, reference, tol, passed.
+    """
+    eps = np.finfo(np.float64).eps
+    out = []
+    fp = table[table["branch"] == "fp"]
+    for (src, layer, b, r), d in fp[fp["rank"] > 0].groupby(["source", "layer", "bits", "rank"]):
+        err = d.set_index("method")["damped_error"]
+        g = fp[(fp["source"] == src) & (fp["layer"] == layer) & (fp["bits"] == b)
+               & (fp["method"] == "gptq")]["damped_error"]
+        pairs = [("olrc <= gptq", "gptq+olrc", float(g.iloc[0]) if len(g) else None),
+                 ("refine <= gilora", "refine", err.get("gilora"))]
+        for name, method, ref in pairs:
+            if method in err and ref is not None:
+                tol = 64 * eps * int(d["N"].iloc[0]) * abs(ref)
+                out.append(dict(check=name, layer=layer, bits=b, rank=r, value=err[method],
+                                reference=ref, tol=tol, passed=err[method] <= ref + tol))
+    for row in table.itertuples(index=False):
+        bb = None if pd.isna(row.branch_bits) else int(row.branch_bits)
+        ref = storage(int(row.N), int(row.N_out), bits=int(row.bits), rank=int(row.rank),
+                      l_bits=bb, r_bits=bb).effective_bits
+        out.append(dict(check="storage", layer=row.layer, bits=row.bits, rank=row.rank,
+                        value=row.effective_bits, reference=ref, tol=0.0,
+                        passed=row.effective_bits == ref))
+    return pd.DataFrame(out)
+
+
+def l_order_comparison(layers, *, bits: int = 3, rank: int = 32, l_bits=(2, 4),
+                       damp: float = 0.01) -> pd.DataFrame:
+    """GILoRA with ``L`` quantized before the pass against quantizing it after.
+
+    For each layer and ``l_bits`` (``R`` at full precision, so only ``L``'s
+    rounding differs): the error with ``l_order`` ``"before"`` (the pass
+    absorbs ``L``'s rounding), ``"after"`` (``R`` from the pass with ``V_r``,
+    kept) and ``"after-refit"`` (``R`` refit to the quantized ``L``), and with
+    ``L`` unquantized.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: layer, l_bits, error_fp, error_before, error_after,
+        error_after_refit, before_over_after, before_over_after_refit.
+    """
+    rows = []
+    for layer in layers:
+        W, H = layer.W, layer.H
+        r = min(rank, *W.shape)
+        grid = fit_grid(W, bits)
+        fp = gilora_branch(W, H, grid, r, damp=damp).objective.error
+        for lb in l_bits:
+            e = {o: gilora_branch(W, H, grid, r, l_bits=lb, l_order=o, damp=damp).objective.error
+                 for o in ("before", "after", "after-refit")}
+            rows.append(dict(layer=getattr(layer, "name", "layer"), l_bits=lb, error_fp=fp,
+                             error_before=e["before"], error_after=e["after"],
+                             error_after_refit=e["after-refit"],
+                             before_over_after=e["before"] / e["after"],
+                             before_over_after_refit=e["before"] / e["after-refit"]))
+    return pd.DataFrame(rows)

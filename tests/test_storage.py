@@ -187,6 +187,6 @@ def test_error_vs_effective_bits_figure():
     fig = plot_error_vs_effective_bits(t, xmax=9.0)
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == 2
-    assert axes[0].get_yscale() == "log" and "effective bits" in axes[0].get_xlabel()
+    assert axes[0].get_yscale() == "log" and "bits per weight" in axes[0].get_xlabel()
     # The 20-bit point is beyond xmax: only two methods are drawn per panel (+ the envelope).
     assert len(axes[0].collections) == 2
