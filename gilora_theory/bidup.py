@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validation as _v
+from .gptq import _LEAF, _row_quantizer, _split, _sub_matmul
 from .grid import Grid
 from .objective import HessianSpectrum, _trace_quad, hessian_spectrum, resolve_lam
 from .olrc import _olrc
@@ -60,25 +61,47 @@ class BidUpResult:
 
 def _sweep(T: np.ndarray, Q: np.ndarray, G: np.ndarray, Gr: np.ndarray, grid: Grid,
            blocksize: int) -> None:
-    """One in-place Gauss-Seidel sweep; ``Gr = G (T - Q)`` is kept current."""
-    N = Q.shape[0]
+    """One in-place Gauss-Seidel sweep over the rows of ``Q``, from ``Gr = G (T - Q)``.
+
+    Row ``i`` needs ``[G (T - Q)]_i`` with the moves of rows ``j < i`` of this
+    sweep, so only those (lower-triangular) updates ``Gr_i -= G_ij dQ_j`` are
+    applied: inside a leaf of ``_LEAF`` rows row by row, across the halves of a
+    recursive split of each batch of ``blocksize`` rows and below each batch by
+    one matrix product (``N^2 N_out`` flops in all, nearly all BLAS-3). On
+    return ``Gr`` is stale (rows miss the moves of later rows): the caller
+    recomputes ``G (T - Q)``.
+    """
+    N, N_out = Q.shape
+    quant = _row_quantizer(grid, np.arange(N))
+    dQ = np.empty((min(blocksize, N), N_out))      # moves of the current batch
+    c = np.empty(N_out)
+    diag = np.diagonal(G)
+
+    def process(i1, a, b):
+        if b - a > _LEAF:
+            m = a + _split(b - a)
+            process(i1, a, m)
+            _sub_matmul(Gr[m:b], G[m:b, a:m], dQ[a - i1:m - i1])
+            process(i1, m, b)
+            return
+        for i in range(a, b):
+            d = dQ[i - i1]
+            if i > a:
+                Gr[i] -= G[i, a:i] @ dQ[a - i1:i - i1]
+            g = diag[i]
+            if g <= 0:  # the row does not enter f: left unchanged
+                d[:] = 0.0
+                continue
+            np.divide(Gr[i], g, out=c)
+            np.add(Q[i], c, out=c)          # c_i = Q_i + [G (T - Q)]_i / G_ii
+            quant(c, i, c)                  # nearest point of A_j (Alg. 4 of [1])
+            np.subtract(c, Q[i], out=d)
+            Q[i] = c
+
     for i1 in range(0, N, blocksize):
         i2 = min(i1 + blocksize, N)
-        dQ = np.zeros((i2 - i1, Q.shape[1]))
-        for i in range(i1, i2):
-            g = G[i, i]
-            if g <= 0:
-                continue
-            c = Q[i] + Gr[i] / g
-            q = grid.quantize(c, i)
-            d = q - Q[i]
-            Q[i] = q
-            dQ[i - i1] = d
-            Gr[i1:i2] -= np.outer(G[i1:i2, i], d)
-        if i1 > 0:
-            Gr[:i1] -= G[:i1, i1:i2] @ dQ
-        if i2 < N:
-            Gr[i2:] -= G[i2:, i1:i2] @ dQ
+        process(i1, i1, i2)
+        _sub_matmul(Gr[i2:], G[i2:, i1:i2], dQ[:i2 - i1])
 
 
 def bid_up(target, Q0, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None,
@@ -125,12 +148,19 @@ def bid_up(target, Q0, H, grid: Grid, *, damp: float = 0.01, lam: float | None =
 
 
 def _bid_up(T, Q, G, grid, sweeps, blocksize) -> list[float]:
-    """Kernel: ``sweeps`` sweeps on ``Q`` in place; returns ``f`` before and after each."""
-    Gr = G @ (T - Q)
-    trace = [float(np.einsum("ij,ij->", T - Q, Gr))]
+    """Kernel: ``sweeps`` sweeps on ``Q`` in place; returns ``f`` before and after each.
+
+    ``f = tr(D^T G D)`` is evaluated afresh from ``D = T - Q`` after every sweep
+    (as ``_trace_quad``); the same product ``G D`` is the next sweep's gradient.
+    """
+    D = T - Q
+    Gr = G @ D
+    trace = [float(np.einsum("ij,ij->", D, Gr))]
     for _ in range(sweeps):
         _sweep(T, Q, G, Gr, grid, blocksize)
-        trace.append(_trace_quad(G, T - Q))
+        np.subtract(T, Q, out=D)
+        Gr = G @ D
+        trace.append(float(np.einsum("ij,ij->", D, Gr)))
     return trace
 
 
