@@ -59,13 +59,15 @@ from .objective import layer_error
 
 __all__ = ["SweepConfig", "Run", "SweepResult", "load_config", "config_hash", "expand_runs",
            "run_one", "bound_columns", "CHAIN_METHODS", "run_sweep", "sweep_table", "assemble", "read_tables", "data_hash", "resolve_layer",
-           "BRANCHLESS", "packaged_configs", "run_sweep_cli"]
+           "BRANCHLESS", "packaged_configs", "run_sweep_cli", "exact_columns", "EXACT_LIMIT"]
 
 BRANCHLESS = ("rtn", "gptq")
 """Methods without a low-rank branch: run at rank 0 only."""
 
 _OPTION_DEFAULTS = {"damp": 0.01, "beta": 1.0, "unbounded": False, "rounds": 2,
-                    "damp_from": "augmented"}
+                    "damp_from": "augmented", "exact": False}
+EXACT_LIMIT = 2 ** 20
+"""Largest candidate count an ``exact`` sweep searches (larger runs leave the column empty)."""
 _SOURCES = ("synthetic", "bundled", "file")
 
 
@@ -89,7 +91,9 @@ class SweepConfig:
     options : dict
         ``damp``, ``beta``, ``unbounded``, ``rounds``, ``damp_from`` passed to
         :func:`gilora_theory.methods.compress` (defaults 0.01, 1.0, False, 2,
-        ``"augmented"``).
+        ``"augmented"``), and ``exact`` (default False): also compute the exact
+        optimum of each (layer, seed, bits, rank) on tiny layers
+        (:func:`exact_columns`).
     """
 
     name: str
@@ -199,8 +203,9 @@ def _check_options(options) -> dict:
     _v.check_damp(out["damp"])
     _v.check_beta(out["beta"])
     _v.check_int("rounds", out["rounds"], low=0)
-    if not isinstance(out["unbounded"], bool):
-        raise TypeError(f"options.unbounded must be true or false; got {out['unbounded']!r}")
+    for flag in ("unbounded", "exact"):
+        if not isinstance(out[flag], bool):
+            raise TypeError(f"options.{flag} must be true or false; got {out[flag]!r}")
     if out["damp_from"] not in ("augmented", "hessian"):
         raise ValueError(f"options.damp_from must be 'augmented' or 'hessian'; got {out['damp_from']!r}")
     return dict(sorted(out.items()))
@@ -348,8 +353,9 @@ def run_one(run: Run) -> dict:
     (``opt_*``), the errors of :func:`gilora_theory.methods.compress` (``error``,
     ``damped_error``, ``relative_error``), ``signal = ||X W||_F^2 = tr(W^T H W)``,
     ``lam`` and the pass damping ``pass_lam``, the clipping count ``clipped``,
-    the bound columns of :func:`bound_columns` and the wall-clock seconds of the
-    method and of the bounds (``time_method``, ``time_bounds``). ``trace`` is the
+    the bound columns of :func:`bound_columns` (and of :func:`exact_columns`
+    when the option ``exact`` is set) and the wall-clock seconds of the method,
+    the bounds and the exact search (``time_method``, ``time_bounds``, ``time_exact``). ``trace`` is the
     refinement trace (``refine`` only) or None.
     """
     layer = resolve_layer(json.loads(run.spec), run.seed)
@@ -361,6 +367,8 @@ def run_one(run: Run) -> dict:
     t1 = time.perf_counter()
     bounds = bound_columns(run)
     t2 = time.perf_counter()
+    exact = exact_columns(run, c.objective.error) if opts["exact"] else {}
+    t3 = time.perf_counter()
     N, N_out = layer.W.shape
     row = {"run_key": run.key, "layer": run.layer, "N": N, "N_out": N_out,
            "n_samples": layer.n_samples if layer.n_samples is not None else -1,
@@ -370,7 +378,8 @@ def run_one(run: Run) -> dict:
            "relative_error": c.objective.relative_error,
            "signal": layer_error(layer.W, np.zeros_like(layer.W), H=layer.H), "lam": c.lam,
            "pass_lam": float(c.info.get("pass_lam", c.lam)), "clipped": int(c.clipped),
-           **bounds, "time_method": t1 - t0, "time_bounds": t2 - t1}
+           **bounds, **exact, "time_method": t1 - t0, "time_bounds": t2 - t1,
+           **({"time_exact": t3 - t2} if opts["exact"] else {})}
     trace = None if c.trace is None else [float(v) for v in c.trace]
     return {"key": run.key, "row": row, "trace": trace}
 
@@ -417,6 +426,39 @@ def bound_columns(run: Run) -> dict:
 _CHAIN_COLUMNS = ("bound_error", "bound_damped_aug", "bound_step_sum", "bound_schur_sum",
                   "bound_trace_S", "bound_closed_form", "bound_C", "bound_lam", "bound_holds",
                   "bound_failed", "bound_ratio", "lower_bound", "s_min")
+
+
+def exact_columns(run: Run, error: float) -> dict:
+    """Exact optimum of the run's (layer, seed, bits, rank) and the run's ratio to it.
+
+    ``exact_optimum`` is ``min ||X (W - Q - L R)||_F^2`` over Q on the run's grid
+    and rank-r ``L R`` (:func:`gilora_theory.exact.exact_optimum`; sphere decoding
+    for r = 0, enumeration otherwise); ``exact_ratio = error / exact_optimum``
+    (>= 1: no method beats the optimum), ``exact_examined`` and
+    ``exact_candidates``. A search larger than :data:`EXACT_LIMIT` candidates is
+    not attempted: the columns are then empty (NaN in the table).
+    """
+    layer = resolve_layer(json.loads(run.spec), run.seed)
+    N, N_out = layer.W.shape
+    levels = 2 ** run.bits
+    count = N_out * levels ** N if run.rank == 0 else levels ** (N * N_out)
+    if count > EXACT_LIMIT:
+        return {"exact_optimum": None, "exact_ratio": None, "exact_examined": None,
+                "exact_candidates": count}
+    opt = _exact(run.spec, run.seed, run.bits, run.rank, run.options)
+    ratio = error / opt.value if opt.value > 0 else (1.0 if error == 0 else float("inf"))
+    return {"exact_optimum": opt.value, "exact_ratio": ratio, "exact_examined": opt.examined,
+            "exact_candidates": opt.candidates}
+
+
+@functools.lru_cache(maxsize=64)
+def _exact(spec_json: str, seed: int, bits: int, rank: int, options_json: str):
+    from .exact import exact_optimum
+    from .grid import fit_grid
+    layer = resolve_layer(json.loads(spec_json), seed)
+    opts = json.loads(options_json)
+    grid = fit_grid(layer.W, bits, beta=opts["beta"])
+    return exact_optimum(layer.W, layer.H, rank=rank, grid=grid, limit=EXACT_LIMIT)
 
 
 @functools.lru_cache(maxsize=64)
