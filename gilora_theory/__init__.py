@@ -16,11 +16,19 @@ olrc        -- Alg. 2, optimal low-rank compensation for a fixed Q
 gilora      -- Alg. 3, GPTQ-intrinsic LoRA (augmented Hessian), Schur complement
 bidup       -- Alg. 4, Bid-Up, and the refinement loop
 methods     -- compositions compared in the experiments (RTN, GPTQ+OLrC, ...)
+branch      -- a low-rank branch on its own low-bit grids (L before the GILoRA pass, R after)
+datafree    -- compensation without calibration data: SVD fit, quantized-branch fits
+storage     -- effective bits per weight of Q + L R, grid parameters included
+equal_storage -- error against effective bits for every method; winners per budget
 checks      -- correctness checks to run on your own data (loss identity, OLrC optimality, ...)
 io          -- layer files (``LAYER.npz``) read safely and written atomically
 cli         -- the ``gilora-theory`` command line
 """
 from .bidup import BidUpResult, RefineResult, bid_up, refine
+from .branch import (BranchResult, QuantizedBranch, gilora_branch, olrc_branch, quantize_after,
+                     quantize_branch, refit_R)
+from .datafree import (QuantizedFit, SVDFit, alternating_fit, coordinate_fit, guaranteed_increase,
+                       svd_fit)
 from .checks import (CheckResult, check_bidup_argmin, check_blocksize_invariance,
                      check_gilora_r0_is_gptq, check_loss_identity, check_monotone,
                      check_olrc_optimality, check_ridge_solution, check_routes_agree,
@@ -32,6 +40,7 @@ from .methods import METHODS, Compression, compress, ridge_R
 from .objective import (HessianSpectrum, Objective, damping, evaluate, hessian,
                         hessian_spectrum, layer_error)
 from .olrc import OLrCResult, olrc
+from .storage import Storage, compression_storage, storage, storage_of
 from ._validation import NumericalError
 
 __version__ = "0.1.0"
@@ -45,6 +54,10 @@ __all__ = [
     "gilora", "GILoRAResult", "augmented_hessian", "schur_complement", "top_eigenvectors",
     "bid_up", "BidUpResult", "refine", "RefineResult",
     "compress", "Compression", "METHODS", "ridge_R",
+    "quantize_branch", "QuantizedBranch", "BranchResult", "refit_R", "quantize_after",
+    "olrc_branch", "gilora_branch",
+    "svd_fit", "SVDFit", "alternating_fit", "coordinate_fit", "QuantizedFit", "guaranteed_increase",
+    "storage", "storage_of", "compression_storage", "Storage",
     "CheckResult", "check_loss_identity", "check_gilora_r0_is_gptq", "check_blocksize_invariance",
     "check_routes_agree", "check_ridge_solution", "check_schur_gptq", "check_olrc_optimality",
     "check_bidup_argmin", "check_monotone", "check_scaling",
