@@ -40,8 +40,8 @@ optionally refitting ``R`` to the quantized ``L``, and quantizing ``R``.
 References
 ----------
 [1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
-[2] LoRaQ: low-rank approximation of the quantization error fitted without
-    calibration data, with a low-precision low-rank branch.
+[2] Y. Bouquet, A. Khodamoradi, S. Y. Shen, K. Denolf, M. Salzmann, "LoRaQ:
+    Optimized Low Rank Approximation for 4-bit Quantization", arXiv:2604.18117 (2026).
 """
 from __future__ import annotations
 

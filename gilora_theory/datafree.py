@@ -9,8 +9,10 @@ weights, so their objective is the Frobenius norm (``H = I``)::
 the best rank-r ``L R`` is ``T_r(W - Q)``, with ``L = U_r diag(s_1..s_r)``,
 ``R = V_r^T`` and value ``sum_{i>r} s_i^2``.
 
-**A quantized branch, alternating** (:func:`alternating_fit`, as in LoRaQ-style
-work [2]). From the SVD fit, repeat ``iters`` times::
+**A quantized branch, alternating** (:func:`alternating_fit`). LoRaQ [2] fits
+a (quantized) branch to ``W - Q`` without data by gradient descent; this is an
+alternating least-squares scheme with the same goal, not a reimplementation of
+it. From the SVD fit, repeat ``iters`` times::
 
     L <- quant(L)        ("quantize-L": grid refitted to the current L)
     R <- argmin_R f      ("refit-R": least squares, L fixed)
@@ -37,8 +39,8 @@ point, so every update, hence the whole trace, never increases ``f``.
 References
 ----------
 [1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
-[2] LoRaQ: low-rank approximation of the quantization error fitted without
-    calibration data, with a low-precision low-rank branch.
+[2] Y. Bouquet, A. Khodamoradi, S. Y. Shen, K. Denolf, M. Salzmann, "LoRaQ:
+    Optimized Low Rank Approximation for 4-bit Quantization", arXiv:2604.18117 (2026).
 """
 from __future__ import annotations
 
