@@ -44,6 +44,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import hashlib
+import io
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -619,9 +620,14 @@ def _tables(results: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     traces = [{**{k: res["row"][k] for k in _TRACE_ID}, "step": step,
                "label": _trace_label(step), "value": value}
               for res in results for step, value in enumerate(res["trace"] or [])]
-    table = pd.DataFrame([res["row"] for res in results])
+    table = _as_read_back(pd.DataFrame([res["row"] for res in results]))
     _check_data_hashes(table)
-    return table, pd.DataFrame(traces, columns=[*_TRACE_ID, "step", "label", "value"])
+    return table, _as_read_back(pd.DataFrame(traces, columns=[*_TRACE_ID, "step", "label", "value"]))
+
+
+def _as_read_back(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` as its CSV file reads back (same dtypes and values: floats round-trip exactly)."""
+    return pd.read_csv(io.StringIO(df.to_csv(index=False)))
 
 
 def sweep_table(config, *, executor: concurrent.futures.Executor | None = None,
@@ -678,7 +684,8 @@ def read_tables(folder) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         raise FileNotFoundError(f"{folder}/runs.csv does not exist; run the sweep first "
                                 f"(gilora-theory sweep CONFIG --out {folder})")
     sidecar = json.loads((folder / "sweep.json").read_text())
-    return pd.read_csv(folder / "runs.csv"), pd.read_csv(folder / "traces.csv"), sidecar
+    return (pd.read_csv(folder / "runs.csv"),
+            pd.read_csv(folder / "traces.csv"), sidecar)
 
 
 def run_sweep_cli(config, out, *, workers: int = 1, progress: bool = True) -> dict:
