@@ -671,3 +671,66 @@ def plot_method_errors(runs: pd.DataFrame, *, title: str = "") -> Figure:
         ax.grid(True, axis="x", alpha=0.3)
     fig.suptitle(title or "Relative error by method", fontsize=10)
     return fig
+
+
+def plot_exact_ratios(runs: pd.DataFrame, *, title: str = "") -> Figure:
+    """Each method's error over the exact optimum on tiny layers (``exact_ratio``).
+
+    One panel per rank; one column of points per method (every layer, seed and
+    bit-width of the table). A ratio of 1 is optimal; below 1 is impossible.
+    Log y axis: at r >= 1 the ratios span decades.
+    """
+    df = runs.dropna(subset=["exact_ratio"])
+    ranks = sorted(df["rank"].unique())
+    fig, axes = _panels(len(ranks), ncols=len(ranks), size=(5.0, 3.6))
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(df))
+    df = df.assign(_jitter=jitter)
+    for ax, r in zip(axes, ranks):
+        d = df[df["rank"] == r]
+        methods = [m for m in METHOD_STYLE if m in set(d["method"])]
+        for i, m in enumerate(methods):
+            dm = d[d["method"] == m]
+            style = METHOD_STYLE[m]
+            ax.scatter(i + dm["_jitter"], dm["exact_ratio"], s=14, alpha=0.7, color=style["color"],
+                       marker=style["marker"])
+        ax.axhline(1.0, color="k", linewidth=1)
+        ax.set_xticks(range(len(methods)), [METHOD_STYLE[m]["label"] for m in methods],
+                      fontsize=7, rotation=30, ha="right")
+        ax.set_yscale("log")
+        ax.set_ylabel("error / exact optimum")
+        ax.set_title(f"r = {r} ({d['layer'].nunique()} layers, bits "
+                     f"{', '.join(str(b) for b in sorted(d['bits'].unique()))})", fontsize=9)
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+    fig.suptitle(title or "How far each method is from the exact optimum (tiny layers)", fontsize=11)
+    return fig
+
+
+def plot_lower_vs_exact(runs: pd.DataFrame, *, title: str = "") -> Figure:
+    """The minimax lower bound against the exact optimum (claim C11), tiny layers.
+
+    One point per (layer, seed, bits, rank) (GILoRA rows, where both columns are
+    filled; a lower bound of exactly 0, i.e. ``J <= 1``, is drawn at the bottom
+    edge). Points under the diagonal respect the bound for that W; the bound is a
+    minimax statement, so only the worst W of the class K must lie above it.
+    """
+    df = runs[runs["method"] == "gilora"].dropna(subset=["exact_optimum", "lower_bound"])
+    fig = Figure(figsize=(6.2, 5.0), layout="constrained")
+    ax = fig.subplots()
+    positive = df[df["lower_bound"] > 0]
+    floor = float(positive["lower_bound"].min()) / 10 if len(positive) else 1e-12
+    for k, (b, d) in enumerate(df.groupby("bits")):
+        for r, dr in d.groupby("rank"):
+            y = dr["lower_bound"].where(dr["lower_bound"] > 0, floor)
+            ax.scatter(dr["exact_optimum"], y, color=f"C{k}", marker="os^D"[int(r) % 4], s=22,
+                       alpha=0.8, label=f"b = {b}, r = {r}")
+    lo = min(float(df["exact_optimum"].min()), floor)
+    hi = float(max(df["exact_optimum"].max(), df["lower_bound"].max()))
+    ax.plot([lo, hi], [lo, hi], color="k", linewidth=1, label="bound = optimum")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("exact optimum min E (over Q on the grid and rank-r L R)")
+    ax.set_ylabel("lower bound (0 drawn at the bottom edge)")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="major", alpha=0.3)
+    fig.suptitle(title or "Minimax lower bound against exact optima (W from the class K)", fontsize=10)
+    return fig
