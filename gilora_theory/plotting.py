@@ -28,7 +28,7 @@ __all__ = ["FIGURES", "METHOD_STYLE", "plot_error_vs_rank", "plot_error_vs_bits"
            "plot_bound_chain", "plot_refinement_traces", "plot_bound_scaling",
            "plot_rank_benefit", "plot_method_comparison", "save_figure", "make_figures",
            "plot_grid", "plot_step_terms", "plot_spectrum", "plot_trace", "plot_residuals",
-           "plot_method_errors", "CHAIN",
+           "plot_method_errors", "plot_exact_ratios", "plot_lower_vs_exact", "CHAIN",
            "plot_error_vs_effective_bits"]
 
 METHOD_STYLE = {
