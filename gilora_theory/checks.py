@@ -144,6 +144,13 @@ def _prepared(W: np.ndarray, H: np.ndarray, dead_channels: bool):
     return W, H
 
 
+def _augmented(H: np.ndarray, L: np.ndarray, dead_channels: bool) -> np.ndarray:
+    """GILoRA's augmented Hessian with the dead-channel convention in its N x N block only."""
+    G = augmented_hessian(H, L)
+    G[:H.shape[0], :H.shape[0]] = _prepared(np.zeros((H.shape[0], 1)), H, dead_channels)[1]
+    return G
+
+
 def _damped(H: np.ndarray, lam: float) -> np.ndarray:
     return H + lam * np.eye(H.shape[0])
 
@@ -247,7 +254,7 @@ def _step_sum_tol(n: int, step_sum: float, M: float) -> float:
 def _result_pass(W, H, result, dead_channels: bool, route: str = "cholesky") -> _Pass:
     """The quantized rows of a GPTQ or GILoRA run, with ``Psi`` of its (augmented) problem."""
     Wd, Hd = _prepared(W, H, dead_channels)
-    G = augmented_hessian(Hd, result.L) if isinstance(result, GILoRAResult) else Hd
+    G = _augmented(H, result.L, dead_channels) if isinstance(result, GILoRAResult) else Hd
     p, N = result.perm, W.shape[0]
     full = np.concatenate([p, np.arange(N, G.shape[0])])
     Psi = psi_factor(_damped(G[np.ix_(full, full)], result.lam), route=route)[:N, :N]
@@ -292,7 +299,7 @@ def check_loss_identity(W, H, result, *, lam: float | None = None,
     lam = result.lam if lam is None else _v.check_float("lam", lam)
     Wd, Hd = _prepared(W, H, dead_channels)
     if isinstance(result, GILoRAResult):
-        G = _damped(augmented_hessian(Hd, result.L), lam)
+        G = _damped(_augmented(H, result.L, dead_channels), lam)
         D = np.vstack([Wd - result.Q, -result.R])
     else:
         G, D = _damped(Hd, lam), Wd - result.Q
@@ -412,16 +419,15 @@ def check_ridge_solution(W, H, result: GILoRAResult, *, dead_channels: bool = Tr
     H = _v.check_hessian(H, W.shape[0])
     if not isinstance(result, GILoRAResult):
         raise TypeError(f"result must be a GILoRAResult; got {type(result).__name__}")
-    Wd, Hd = _prepared(W, H, dead_channels)
     L, lam = result.L, result.lam
-    K = L.T @ Hd @ L + lam * np.eye(L.shape[1])
-    R_ridge = np.linalg.solve(K, L.T @ Hd @ (Wd - result.Q))
+    K = L.T @ H @ L + lam * np.eye(L.shape[1])
+    R_ridge = np.linalg.solve(K, L.T @ H @ (W - result.Q))
     value = float(np.linalg.norm(result.R - R_ridge))
-    kappa, lo, hi = _cond(_damped(augmented_hessian(Hd, L), lam))
+    kappa, lo, hi = _cond(_damped(_augmented(H, L, dead_channels), lam))
     nL = float(np.linalg.norm(L, 2)) if L.size else 0.0
     M = _magnitude(_result_pass(W, H, result, dead_channels))
     scale = (float(np.linalg.norm(R_ridge)) + np.sqrt((result.step_sum + M) / lo)
-             + nL * float(np.linalg.norm(Hd, 2)) * float(np.linalg.norm(Wd - result.Q)) / lo)
+             + nL * float(np.linalg.norm(H, 2)) * float(np.linalg.norm(W - result.Q)) / lo)
     tol = _C * (W.shape[0] + L.shape[1]) * _EPS * kappa * scale
     return _identity("ridge_solution", value, 0.0, tol,
                      f"||R - R_ridge||_F = {value:.3g} with ||R_ridge||_F = "
@@ -451,10 +457,11 @@ def check_schur_gptq(W, H, grid: Grid, result: GILoRAResult, *,
         raise TypeError(f"result must be a GILoRAResult; got {type(result).__name__}")
     Wd, Hd = _prepared(W, H, dead_channels)
     p, lam = result.perm, result.lam
-    S = schur_complement(Hd, result.L, lam)[np.ix_(p, p)]
+    S = schur_complement(H, result.L, lam) + (Hd - H)  # dead channels: H_ii := 1 in S too
+    S = S[np.ix_(p, p)]
     rows_grid = _per_row_grid(grid, p)
     on_s = gptq(Wd[p], S, rows_grid, lam=0.0, dead_channels=False)
-    G = _damped(augmented_hessian(Hd, result.L), lam)
+    G = _damped(_augmented(H, result.L, dead_channels), lam)
     full = np.concatenate([p, np.arange(W.shape[0], G.shape[0])])
     kappa = _cond(G)[0]
     a = _Pass(Wd[p], result.Q[p], psi_factor(G[np.ix_(full, full)])[:W.shape[0], :W.shape[0]])
@@ -750,7 +757,7 @@ def _scaled_passes(W, H1, H2, r1, r2, rank):
     out = []
     for H, res in ((H1, r1), (H2, r2)):
         Wd, Hd = _prepared(W, H, True)
-        G = augmented_hessian(Hd, res.L) if rank else Hd
+        G = _augmented(H, res.L, True) if rank else Hd
         p = res.perm
         full = np.concatenate([p, np.arange(W.shape[0], G.shape[0])])
         Psi = psi_factor(_damped(G[np.ix_(full, full)], res.lam))[:W.shape[0], :W.shape[0]]

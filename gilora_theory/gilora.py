@@ -184,7 +184,10 @@ def gilora(W, H, grid: Grid, rank: int, *, L=None, l_bits: int | None = None,
         L_grid = fit_grid(L, l_bits)
         L = L_grid.quantize(L)
     Wd, Hd = _prepare(W, H, dead_channels)
-    H_aug = augmented_hessian(Hd, L)
+    # The dead-channel H_ii := 1 goes into the N x N block only; the branch blocks use H
+    # as given, so a dead row stays decoupled and R is the ridge solution for the real H.
+    H_aug = augmented_hessian(H, L)
+    H_aug[:W.shape[0], :W.shape[0]] = Hd
     if lam is None:
         alpha = _v.check_damp(damp)
         # mean(diag H_aug) over diag H and diag L^T H L, on the H as given; computed as
