@@ -507,7 +507,9 @@ def factorised_bound(W, H, bits: int, *, beta: float = 1.0, damp: float = 0.01,
     N = W.shape[0]
     r_max = N if r_max is None else _v.check_int("r_max", r_max, low=0, high=N)
     rho = W.max(axis=0) - W.min(axis=0)
-    g = beta ** 2 * float(np.sum(rho ** 2)) / (4 * (2 ** b - 1) ** 2)
+    with np.errstate(over="ignore"):
+        g = beta ** 2 * float(np.sum(rho ** 2)) / (4 * (2 ** b - 1) ** 2)
+    _v.check_finite_output("the factorised bound", "Rescale W (g(b) scales with W^2).", g=g)
     s2 = np.clip(scipy.linalg.eigvalsh(H, check_finite=False)[::-1], 0.0, None)
     top = np.concatenate([[0.0], np.cumsum(s2)])[: r_max + 1]
     trH = float(np.sum(s2))

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 import gilora_theory as gt
+from gilora_theory import upper_bounds
 from gilora_theory.cli import main
 from gilora_theory.io import load_layer, save_layer
 
@@ -64,6 +65,12 @@ API = {
     "damping": (("H", "damp"), lambda a: gt.damping(a["H"], a["damp"])),
     "hessian_spectrum": (("H",), lambda a: gt.hessian_spectrum(a["H"])),
     "psi_factor": (("H",), lambda a: gt.psi_factor(a["H"])),
+    "layer_bounds": (("W", "H", "bits", "rank", "damp"),
+                     lambda a: upper_bounds.layer_bounds(a["W"], a["H"], a["bits"], a["rank"],
+                                                         damp=a["damp"])),
+    "factorised_bound": (("W", "H", "bits", "damp"),
+                         lambda a: upper_bounds.factorised_bound(a["W"], a["H"], a["bits"],
+                                                                 damp=a["damp"])),
 }
 # The name each function gives the argument in its messages (its own parameter name).
 RENAME = {"bid_up": {"W": "target"}, "damping": {"damp": "alpha"}, "psi_factor": {"H": "H_lam"}}
