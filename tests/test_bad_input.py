@@ -496,3 +496,19 @@ def test_subprocess_bad_input(tmp_path):
         for w in words:
             assert re.search(w, proc.stderr), proc.stderr
         assert not out.exists()
+
+
+def test_torch_hessian_file_is_loaded_weights_only(tmp_path):
+    """A torch file whose unpickling would create a marker: import_hessian refuses it
+    (weights-only loading) and the marker never appears; the control shows it would."""
+    torch = pytest.importorskip("torch")
+    from gilora_theory.torch_adapter import import_hessian
+    marker = tmp_path / "UNPICKLED"
+    path = tmp_path / "H.pt"
+    torch.save({"H": torch.eye(3), "extra": _Marker(marker)}, path)
+    torch.load(path, weights_only=False)
+    assert marker.exists(), "control: the payload must create the marker when unpickled"
+    marker.unlink()
+    with pytest.raises(pickle.UnpicklingError, match="[Ww]eights only"):
+        import_hessian(path, "sum", key="H")
+    assert not marker.exists()
