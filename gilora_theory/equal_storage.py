@@ -42,11 +42,13 @@ from . import _validation as _v
 from .bidup import refine
 from .branch import QuantizedBranch, _after, gilora_branch
 from .datafree import alternating_fit, coordinate_fit, svd_fit
+from .gilora import gilora
 from .gptq import gptq
 from .grid import clipped_mask, fit_grid
 from .objective import _evaluate, damping, hessian_spectrum
 from .olrc import olrc
 from .storage import storage, storage_of
+from .upper_bounds import bound_chain
 
 __all__ = ["TABLE_METHODS", "storage_table", "storage_winners", "storage_invariants",
            "l_order_comparison"]
@@ -296,32 +298,52 @@ def storage_invariants(table: pd.DataFrame) -> pd.DataFrame:
 
 def l_order_comparison(layers, *, bits: int = 3, rank: int = 32, l_bits=(2, 4),
                        damp: float = 0.01) -> pd.DataFrame:
-    """GILoRA with ``L`` quantized before the pass against quantizing it after.
+    """GILoRA with ``L`` quantized before the pass against quantizing it after, in error and bound.
 
     For each layer and ``l_bits`` (``R`` at full precision, so only ``L``'s
-    rounding differs): the error with ``l_order`` ``"before"`` (the pass
-    absorbs ``L``'s rounding), ``"after"`` (``R`` from the pass with ``V_r``,
-    kept) and ``"after-refit"`` (``R`` refit to the quantized ``L``), and with
-    ``L`` unquantized.
+    rounding differs): the error with ``L`` quantized ``"before"`` the pass
+    (it absorbs ``L``'s rounding), ``"after"`` (``R`` from the pass with
+    ``V_r``, kept) and ``"after-refit"`` (``R`` refit to the quantized ``L``,
+    :func:`gilora_theory.branch.refit_R`), and with ``L = V_r`` unquantized.
+    The cost of quantizing ``L`` in the upper bound (THEORY.md section 4, general
+    ``L``, :func:`gilora_theory.upper_bounds.bound_chain`): the closed form
+    ``C (||X (I - L L^+)||_F^2 + lam (N + ||L^+||_F^2))`` for ``V_r`` and for the
+    quantized ``L`` the pass used. All passes use ``dead_channels=False``.
 
     Returns
     -------
     pandas.DataFrame
         Columns: layer, l_bits, error_fp, error_before, error_after,
-        error_after_refit, before_over_after, before_over_after_refit.
+        error_after_refit, before_over_after, before_over_after_refit, bound_fp,
+        bound_before, tail_fp, tail_before (``||X (I - L L^+)||_F^2``), pinv_fp,
+        pinv_before (``||L^+||_F^2``), tail_ok (``tail_before >= tail_fp`` up to
+        ``64 N eps tr H``: guaranteed, ``V_r`` spans the best rank-r subspace),
+        chain_holds (every link of the quantized-L chain), clipped (entries
+        clipped in that pass).
     """
     rows = []
     for layer in layers:
-        W, H = layer.W, layer.H
+        W = _v.as_matrix("W", layer.W)
+        H = _v.check_hessian(layer.H, W.shape[0])
         r = min(rank, *W.shape)
         grid = fit_grid(W, bits)
-        fp = gilora_branch(W, H, grid, r, damp=damp).objective.error
+        lam = damping(H, damp)
+        fp = gilora(W, H, grid, r, damp=damp, dead_channels=False)
+        c_fp = bound_chain(W, H, grid, fp)
+        tol = 64 * W.shape[0] * np.finfo(np.float64).eps * float(np.trace(H))
         for lb in l_bits:
-            e = {o: gilora_branch(W, H, grid, r, l_bits=lb, l_order=o, damp=damp).objective.error
-                 for o in ("before", "after", "after-refit")}
-            rows.append(dict(layer=getattr(layer, "name", "layer"), l_bits=lb, error_fp=fp,
-                             error_before=e["before"], error_after=e["after"],
-                             error_after_refit=e["after-refit"],
-                             before_over_after=e["before"] / e["after"],
-                             before_over_after_refit=e["before"] / e["after-refit"]))
+            q = gilora(W, H, grid, r, l_bits=lb, damp=damp, dead_channels=False)
+            c_q = bound_chain(W, H, grid, q)
+            after = {refit: _after(W, fp.Q, H, fp.L, fp.R, lb, None, refit, "row", lam, "after")
+                     .objective.error for refit in (False, True)}
+            rows.append(dict(
+                layer=getattr(layer, "name", "layer"), l_bits=lb, error_fp=c_fp.error,
+                error_before=c_q.error, error_after=after[False], error_after_refit=after[True],
+                before_over_after=c_q.error / after[False],
+                before_over_after_refit=c_q.error / after[True],
+                bound_fp=c_fp.closed_form, bound_before=c_q.closed_form,
+                tail_fp=c_fp.projection_tail, tail_before=c_q.projection_tail,
+                pinv_fp=c_fp.pinv_norm2, pinv_before=c_q.pinv_norm2,
+                tail_ok=c_q.projection_tail >= c_fp.projection_tail - tol,
+                chain_holds=c_q.holds, clipped=c_q.clipped))
     return pd.DataFrame(rows)

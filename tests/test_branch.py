@@ -240,3 +240,16 @@ def test_compress_full_precision_branch_is_bit_identical_to_the_routines():
     assert np.array_equal(c2.L, ref2.L) and np.array_equal(c2.R, ref2.R)
     with pytest.raises(ValueError, match="r_bits"):
         compress(W, H, "gilora", 3, 4, r_bits=0)
+
+
+def test_l_order_comparison_measures_and_bounds_the_cost_of_quantizing_L():
+    from gilora_theory.equal_storage import l_order_comparison
+    from gilora_theory.io import Layer
+
+    layers = [Layer(*_layer(s, N=24, N_out=16, kind="spiked"), name=f"s{s}") for s in range(3)]
+    t = l_order_comparison(layers, bits=3, rank=4, l_bits=(2,))
+    assert t["tail_ok"].all()                      # guaranteed: V_r is the best rank-r subspace
+    assert (t["tail_before"] > t["tail_fp"]).all()  # and a 2-bit L really loses some of it
+    assert (t["before_over_after"] < 1).all()
+    unclipped = t[t["clipped"] == 0]
+    assert unclipped["chain_holds"].all()
