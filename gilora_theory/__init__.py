@@ -16,6 +16,9 @@ olrc        -- Alg. 2, optimal low-rank compensation for a fixed Q
 gilora      -- Alg. 3, GPTQ-intrinsic LoRA (augmented Hessian), Schur complement
 bidup       -- Alg. 4, Bid-Up, and the refinement loop
 methods     -- compositions compared in the experiments (RTN, GPTQ+OLrC, ...)
+upper_bounds -- the upper-bound chain (Cor. 3.9) link by link, any L; g(b) h(r); clipping sweep
+lower_bounds -- the information-theoretic (minimax) lower bound, the class K, dominant scaling
+exact       -- exact optima on tiny layers (sphere decoding; enumeration with OLrC per Q)
 branch      -- a low-rank branch on its own low-bit grids (L before the GILoRA pass, R after)
 datafree    -- compensation without calibration data: SVD fit, quantized-branch fits
 storage     -- effective bits per weight of Q + L R, grid parameters included
@@ -40,6 +43,11 @@ from .methods import METHODS, Compression, compress, ridge_R
 from .objective import (HessianSpectrum, Objective, damping, evaluate, hessian,
                         hessian_spectrum, layer_error)
 from .olrc import OLrCResult, olrc
+from .upper_bounds import (BoundChain, ChainLink, ClippingSweep, FactorisedBound, LayerBounds,
+                           bound_chain, clipping_sweep, factorised_bound, layer_bounds)
+from .lower_bounds import (ScalingComparison, bad_fraction, degrees_ratio, lower_bound,
+                           sample_class_k, scaling_comparison, volume_lower_bound)
+from .exact import ExactOptimum, MethodComparison, compare_methods, exact_optimum
 from .storage import Storage, compression_storage, storage, storage_of
 from ._validation import NumericalError
 
@@ -54,6 +62,11 @@ __all__ = [
     "gilora", "GILoRAResult", "augmented_hessian", "schur_complement", "top_eigenvectors",
     "bid_up", "BidUpResult", "refine", "RefineResult",
     "compress", "Compression", "METHODS", "ridge_R",
+    "bound_chain", "BoundChain", "ChainLink", "layer_bounds", "LayerBounds", "factorised_bound",
+    "FactorisedBound", "clipping_sweep", "ClippingSweep",
+    "lower_bound", "degrees_ratio", "sample_class_k", "volume_lower_bound", "bad_fraction",
+    "scaling_comparison", "ScalingComparison",
+    "exact_optimum", "ExactOptimum", "compare_methods", "MethodComparison",
     "quantize_branch", "QuantizedBranch", "BranchResult", "refit_R", "quantize_after",
     "olrc_branch", "gilora_branch",
     "svd_fit", "SVDFit", "alternating_fit", "coordinate_fit", "QuantizedFit", "guaranteed_increase",

@@ -200,7 +200,66 @@ def _cmd_model_error(args) -> dict:
                           branch=args.branch, progress=_progress(args, "model-error"))
 
 
-_SUBCOMMANDS = [_add_run, _add_sweep, _add_figures, _add_check, _add_extract, _add_model_error]
+def _add_bounds(sub) -> None:
+    p = sub.add_parser("bounds", help="upper-bound chain of GPTQ and GILoRA, link by link, and the lower bound",
+                       description="Run GPTQ and GILoRA (L = V_r) on one layer and print every link of "
+                                   "the upper-bound chain (THEORY.md section 4) with the clipping "
+                                   "count, plus the minimax lower bound for the layer's shape and scale.")
+    p.add_argument("layer", help="LAYER.npz with W and X or H")
+    _add_grid_options(p)
+    p.add_argument("--damp-from", default="augmented", choices=("augmented", "hessian"),
+                   help="GILoRA's damping convention (default augmented)")
+    p.add_argument("--rho", type=float, default=1.0,
+                   help="||L R||_F budget relative to ||W||_F for the lower bound (default 1)")
+    p.set_defaults(func=_cmd_bounds)
+
+
+def _chain_json(ch) -> dict:
+    return {"lambda": ch.lam, "rank": ch.rank, "C": ch.C, "error": ch.error,
+            "damped_error": ch.damped_error, "step_sum": ch.step_sum, "schur_sum": ch.schur_sum,
+            "trace_S": ch.trace_S, "closed_form": ch.closed_form, "cor39": ch.cor39,
+            "clipped": ch.clipped, "bound_ratio": ch.bound_ratio, "holds": ch.holds,
+            "failed_links": list(ch.failed_links)}
+
+
+def _cmd_bounds(args) -> dict:
+    from .upper_bounds import layer_bounds
+    layer = load_layer(args.layer)
+    b = layer_bounds(layer.W, layer.H, args.bits, args.rank, damp=args.damp, beta=args.beta,
+                     unbounded=args.unbounded_grid, damp_from=args.damp_from, rho=args.rho)
+    return {"bits": args.bits, "rank": args.rank, "damp": args.damp, "beta": args.beta,
+            "unbounded_grid": args.unbounded_grid, "lambda": b.lam,
+            "gptq": _chain_json(b.gptq), "gilora": _chain_json(b.gilora),
+            "lower_bound": b.lower_bound, "s_min": b.s_min}
+
+
+def _add_exact(sub) -> None:
+    p = sub.add_parser("exact", help="exact optimum of a tiny layer and each method's ratio to it",
+                       description="Exact minimum of ||X (W - Q - L R)||_F^2 over Q on the bounded grid "
+                                   "and rank-r L R (sphere decoding for r = 0, enumeration with the "
+                                   "optimal L R per Q for r >= 1), and error / optimum for every method.")
+    p.add_argument("layer", help="LAYER.npz with W and X or H")
+    p.add_argument("--bits", type=int, required=True, help="grid bit-width b in [1, 16]")
+    p.add_argument("--rank", type=int, default=0, help="branch rank r (default 0)")
+    p.add_argument("--damp", type=float, default=0.01, help="relative damping of the methods (default 0.01)")
+    p.add_argument("--beta", type=float, default=1.0, help="grid clipping factor in (0, 1] (default 1)")
+    p.add_argument("--limit", type=int, default=2 ** 20,
+                   help="largest enumeration (sphere decoding: nodes per column) (default 2^20)")
+    p.set_defaults(func=_cmd_exact)
+
+
+def _cmd_exact(args) -> dict:
+    from .exact import compare_methods, exact_optimum
+    layer = load_layer(args.layer)
+    ex = exact_optimum(layer.W, layer.H, args.bits, args.rank, beta=args.beta, limit=args.limit)
+    cmp = compare_methods(layer.W, layer.H, ex, damp=args.damp)
+    return {"bits": args.bits, "rank": args.rank, "method": ex.method, "optimum": ex.value,
+            "candidates": ex.candidates, "examined": ex.examined, "nodes": ex.nodes,
+            "ratios": cmp.ratios, "errors": cmp.errors}
+
+
+_SUBCOMMANDS = [_add_run, _add_sweep, _add_figures, _add_check, _add_extract, _add_model_error,
+                _add_bounds, _add_exact]
 
 
 def build_parser() -> argparse.ArgumentParser:

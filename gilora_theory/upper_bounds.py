@@ -90,6 +90,7 @@ from . import _validation as _v
 from .gilora import DAMP_FROM, GILoRAResult, augmented_hessian, gilora
 from .gptq import GPTQResult, gptq
 from .grid import Grid, fit_grid
+from .lower_bounds import lower_bound
 from .objective import resolve_lam
 
 __all__ = ["ChainLink", "BoundChain", "bound_chain", "LayerBounds", "layer_bounds",
@@ -416,7 +417,6 @@ def layer_bounds(W, H, bits: int, rank: int, *, damp: float = 0.01, beta: float 
     -------
     LayerBounds
     """
-    from .lower_bounds import lower_bound
     W = _v.as_matrix("W", W)
     H = _v.check_hessian(H, W.shape[0])
     grid = fit_grid(W, bits, beta=beta, bounded=not unbounded)

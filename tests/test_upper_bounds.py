@@ -341,3 +341,28 @@ def test_layer_bounds_deterministic_and_scaled():
     assert a.lower_bound > 0
     assert a.lower_bound <= a.gptq.error
     assert scipy.linalg.eigvalsh(H)[0] == pytest.approx(a.s_min ** 2)
+
+
+# ------------------------------------------------------------------- CLI
+
+def test_cli_bounds_prints_every_link(tmp_path, capsys):
+    import json
+    from gilora_theory.cli import main
+    from gilora_theory.io import save_layer
+    rng = np.random.default_rng(8)
+    X, W = rng.standard_normal((20, 6)), rng.standard_normal((6, 4))
+    save_layer(tmp_path / "layer.npz", W=W, X=X)
+    assert main(["bounds", str(tmp_path / "layer.npz"), "--bits", "3", "--rank", "2",
+                 "--unbounded-grid"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    lb = layer_bounds(W, X.T @ X, 3, 2, unbounded=True)
+    assert out["lambda"] == lb.lam and out["lower_bound"] == lb.lower_bound
+    for name, ch in (("gptq", lb.gptq), ("gilora", lb.gilora)):
+        for key, attr in (("error", "error"), ("damped_error", "damped_error"),
+                          ("step_sum", "step_sum"), ("schur_sum", "schur_sum"),
+                          ("closed_form", "closed_form"), ("clipped", "clipped"),
+                          ("trace_S", "trace_S")):
+            assert out[name][key] == getattr(ch, attr), (name, key)
+        assert out[name]["holds"] is True
+    assert main(["bounds", str(tmp_path / "layer.npz"), "--bits", "3", "--beta", "0"]) == 2
+    assert "beta" in capsys.readouterr().err
