@@ -23,8 +23,11 @@ branch      -- a low-rank branch on its own low-bit grids (L before the GILoRA p
 datafree    -- compensation without calibration data: SVD fit, quantized-branch fits
 storage     -- effective bits per weight of Q + L R, grid parameters included
 equal_storage -- error against effective bits for every method; winners per budget
+calibration -- synthetic gallery: X with exactly known spectra and tail energies; weights (incl. class K)
+data        -- layers in one form: synthetic, the bundled real MiniLM sample (no torch), extracted folders
 checks      -- correctness checks to run on your own data (loss identity, OLrC optimality, ...)
 io          -- layer files (``LAYER.npz``) read safely and written atomically
+torch_adapter -- the only module importing torch (import it explicitly): H hooks, W, write-back, model error
 cli         -- the ``gilora-theory`` command line
 """
 from .bidup import BidUpResult, RefineResult, bid_up, refine

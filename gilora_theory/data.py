@@ -231,7 +231,9 @@ def rebuild_bundle(names=SAMPLE_LAYERS, *, sequences: int = 128, seq_len: int = 
     out = Path(out)
     model, tokenizer = ta.load_minilm()
     batches = ta.token_batches(tokenizer, sequences=sequences, seq_len=seq_len)
-    cap = ta.capture(model, batches)  # every layer, so the shared-input groups are complete
+    probe = ta.capture(model, batches[:1])  # one batch through every layer: who shares an input
+    hooked = [n for g in probe.groups if set(g) & set(names) for n in g]
+    cap = ta.capture(model, batches, names=hooked)
     groups = {n: [m for m in g if m != n] for g in cap.groups for n in g}
     entries = {}
     for layer in (x for x in ta.layers_from_capture(model, cap) if x.name in names):
