@@ -26,6 +26,8 @@ equal_storage -- error against effective bits for every method; winners per budg
 calibration -- synthetic gallery: X with exactly known spectra and tail energies; weights (incl. class K)
 data        -- layers in one form: synthetic, the bundled real MiniLM sample (no torch), extracted folders
 checks      -- correctness checks to run on your own data (loss identity, OLrC optimality, ...)
+paper       -- the claims C1..C14 of the paper, one function each, judged on given data (import it explicitly)
+report      -- ``gilora-theory check``: verdict table, report.md, report.json, figures (import it explicitly)
 io          -- layer files (``LAYER.npz``) read safely and written atomically
 torch_adapter -- the only module importing torch (import it explicitly): H hooks, W, write-back, model error
 cli         -- the ``gilora-theory`` command line

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import checks
 from .bidup import bid_up, refine
-from .data import bundled_layers, bundled_names, synthetic_layers
+from .data import bundled_layers, bundled_names, bundled_provenance, calibration_text, synthetic_layers
 from .gilora import gilora
 from .gptq import gptq
 from .grid import fit_grid
@@ -111,7 +111,8 @@ class PaperData:
     sources : tuple of str
         Where the layers came from (for the report).
     notes : tuple of str
-        Data that was asked for but not used, and why (e.g. torch not importable).
+        Provenance of the real layers (calibration-text hash) and data that was
+        asked for but not used, with the reason (e.g. torch not importable).
     """
 
     layers: tuple
@@ -177,18 +178,21 @@ def real_layers(*, quick: bool = True, live: bool = False) -> tuple[tuple, tuple
     of 128 tokens of calibration text (:mod:`gilora_theory.torch_adapter`).
     Names are ``"minilm/<layer>"`` and ``"minilm-live/<layer>"``.
 
-    Returns ``(layers, notes)``; ``notes`` says what was skipped and why.
+    Returns ``(layers, notes)``; ``notes`` gives the calibration text's SHA-256
+    and says what was skipped and why.
     """
     layers, notes = [], []
     try:
         names = bundled_names()
         for lay in bundled_layers(names[:2] if quick else names):
             layers.append(replace(lay, name=f"minilm/{lay.name}"))
+        notes.append(f"bundled MiniLM layers: calibration text sha256 {bundled_provenance()['text_sha256']}")
     except (FileNotFoundError, ValueError) as exc:
         notes.append(f"bundled MiniLM layers skipped: {exc}")
     if live:
         try:
             layers += _live_layers(sequences=16 if quick else 64)
+            notes.append(f"live MiniLM layers: calibration text sha256 {calibration_text().sha256}")
         except ImportError as exc:
             notes.append(f"live MiniLM model skipped: {exc}")
     return tuple(layers), tuple(notes)
