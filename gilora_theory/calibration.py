@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _validation as _v
+from .lower_bounds import sample_class_k
 
 __all__ = [
     "KINDS", "WEIGHT_KINDS", "Calibration", "from_spectrum", "calibration", "weights",
@@ -316,7 +317,6 @@ def class_k_weights(N: int, N_out: int, *, rng=None) -> np.ndarray:
 
     Delegates to :func:`gilora_theory.lower_bounds.sample_class_k`, which states K.
     """
-    from .lower_bounds import sample_class_k
     return sample_class_k(_v.check_int("N", N, low=1), _v.check_int("N_out", N_out, low=1),
                           rng=np.random.default_rng(rng))
 

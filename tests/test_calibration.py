@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gilora_theory import calibration as cal
+from gilora_theory.lower_bounds import in_class_k, sample_class_k
 from gilora_theory.testing.budget import scaled
 
 EPS = np.finfo(np.float64).eps
@@ -125,9 +126,10 @@ def test_weights_shapes_and_scales():
 
 
 def test_class_k_weights_delegate_to_lower_bounds():
-    lb = pytest.importorskip("gilora_theory.lower_bounds")
     W = cal.class_k_weights(6, 5, rng=11)
-    assert np.array_equal(W, lb.sample_class_k(6, 5, rng=np.random.default_rng(11)))
+    assert np.array_equal(W, sample_class_k(6, 5, rng=np.random.default_rng(11)))
+    assert in_class_k(W) and not in_class_k(cal.gaussian_weights(6, 5, rng=11))
+    assert np.array_equal(cal.weights("class_k", 6, 5, rng=11), W)
 
 
 @pytest.mark.parametrize("call, exc, words", [
