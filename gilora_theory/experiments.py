@@ -59,7 +59,7 @@ from .methods import METHODS, compress
 from .objective import layer_error
 
 __all__ = ["SweepConfig", "Run", "SweepResult", "load_config", "config_hash", "expand_runs",
-           "run_one", "bound_columns", "CHAIN_METHODS", "run_sweep", "sweep_table", "assemble", "read_tables", "data_hash", "resolve_layer",
+           "synthetic_spec", "run_one", "bound_columns", "CHAIN_METHODS", "run_sweep", "sweep_table", "assemble", "read_tables", "data_hash", "resolve_layer",
            "BRANCHLESS", "packaged_configs", "run_sweep_cli", "exact_columns", "EXACT_LIMIT"]
 
 BRANCHLESS = ("rtn", "gptq")
@@ -239,6 +239,18 @@ def resolve_layer(spec: dict, seed: int = 0):
         st = Path(spec["path"]).stat()
         stamp = (st.st_mtime_ns, st.st_size)  # an edited file is read again
     return _resolve_cached(json.dumps(spec, sort_keys=True), int(seed) if _seeded(spec) else 0, stamp)
+
+
+def synthetic_spec(name: str, kind: str, *, m: int, N: int, N_out: int,
+                   weights: str = "gaussian", **params) -> dict:
+    """A ``synthetic`` layer specification (see :func:`resolve_layer`).
+
+    ``params`` go to the gallery generator ``kind`` of
+    :func:`gilora_theory.calibration.calibration`; ``weights`` names the weight
+    generator (:data:`gilora_theory.calibration.WEIGHT_KINDS`).
+    """
+    return {"source": "synthetic", "name": name, "kind": kind, "m": m, "N": N, "N_out": N_out,
+            "params": params, "weights": weights}
 
 
 def _seeded(spec: dict) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from .io import atomic_write
 
@@ -123,6 +124,7 @@ def plot_error_vs_rank(runs: pd.DataFrame, *, bits: int | None = None,
             ax.plot(g.median().index, g.median().to_numpy(), label="bound (Cor. 3.9)", **_BOUND_STYLE)
         ax.set_xscale("symlog", base=2, linthresh=1)
         ax.set_xticks(ranks, [str(r) for r in ranks], fontsize=7)
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_yscale("log")
         _plain_log(ax)
         ax.set_title(layer, fontsize=9)

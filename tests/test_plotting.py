@@ -116,12 +116,12 @@ def test_make_figures_reads_tables_only_and_is_reproducible(tables, tmp_path, mo
 
     for mod, name in ((gt.methods, "compress"), (ex, "run_one")):
         monkeypatch.setattr(mod, name, no_computing)
-    res = plotting.make_figures(root, tmp_path / "a")
+    res = plotting.make_figures(root, tmp_path / "a", dpi=50)
     assert set(res["written"]) == set(plotting.FIGURES) and not res["missing"]
-    again = plotting.make_figures(root, tmp_path / "b", only=["bound_chain_slack"])
-    a = (tmp_path / "a" / "bound_chain_slack.png").read_bytes()
-    assert a[:8] == b"\x89PNG\r\n\x1a\n" and a == (tmp_path / "b" / "bound_chain_slack.png").read_bytes()
-    assert list(again["written"]) == ["bound_chain_slack"]
+    again = plotting.make_figures(root, tmp_path / "b", dpi=50, only=["rank_benefit_real"])
+    a = (tmp_path / "a" / "rank_benefit_real.png").read_bytes()
+    assert a[:8] == b"\x89PNG\r\n\x1a\n" and a == (tmp_path / "b" / "rank_benefit_real.png").read_bytes()
+    assert list(again["written"]) == ["rank_benefit_real"]
 
 
 def test_missing_tables_are_reported_not_invented(tables, tmp_path, capsys):
@@ -130,16 +130,15 @@ def test_missing_tables_are_reported_not_invented(tables, tmp_path, capsys):
     (only_one / "scaling").mkdir(parents=True)
     for f in ("runs.csv", "traces.csv", "sweep.json"):
         (only_one / "scaling" / f).write_bytes((root / "scaling" / f).read_bytes())
-    res = plotting.make_figures(only_one, tmp_path / "figs")
-    assert list(res["written"]) == ["upper_vs_lower"]
-    assert "gilora-theory sweep real_layers" in res["missing"]["rank_benefit_real"]
     with pytest.raises(FileNotFoundError, match="run the sweeps"):
         plotting.make_figures(tmp_path / "nowhere", tmp_path / "figs")
     from gilora_theory.cli import main
     assert main(["figures", "--tables", str(only_one), "--out", str(tmp_path / "f2")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert list(out["written"]) == ["upper_vs_lower"] and (tmp_path / "f2" / "upper_vs_lower.png").is_file()
+    assert "gilora-theory sweep real_layers" in out["missing"]["rank_benefit_real"]
     assert main(["figures", "--tables", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_tour_pictures():
