@@ -1,0 +1,140 @@
+"""``gilora-theory run`` end to end, layer files, and a few refused inputs."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gilora_theory import METHODS, check_monotone, compress
+from gilora_theory.cli import main
+from gilora_theory.io import load_layer, save_layer
+
+EPS = np.finfo(float).eps
+KEYS = {"method", "bits", "rank", "damp", "lambda", "error", "damped_error", "relative_error",
+        "clipped"}
+
+
+@pytest.fixture(scope="module")
+def arrays():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 6)) @ np.diag(np.linspace(2.0, 0.3, 6))
+    return rng.standard_normal((6, 4)), X
+
+
+@pytest.fixture
+def layer_X(tmp_path, arrays):
+    W, X = arrays
+    path = tmp_path / "layer.npz"
+    save_layer(path, W, X=X)
+    return path
+
+
+def run(capsys, *argv):
+    code = main(list(map(str, argv)))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_run_every_method(capsys, tmp_path, layer_X, arrays, method):
+    W, X = arrays
+    out_path = tmp_path / "out.npz"
+    code, out, err = run(capsys, "run", layer_X, "--method", method, "--bits", 3, "--rank", 2,
+                         "--damp", 0.02, "--rounds", 2, "--out", out_path)
+    assert code == 0 and err == ""
+    report = json.loads(out)
+    assert KEYS <= report.keys()
+    assert (report["method"], report["bits"], report["rank"], report["damp"]) == (method, 3, 2, 0.02)
+    c = compress(W, X.T @ X, method, 3, 2, damp=0.02, rounds=2)
+    with np.load(out_path, allow_pickle=False) as z:
+        assert {"Q", "L", "R", "step", "zero", "bits"} <= set(z.files)
+        np.testing.assert_array_equal(z["Q"], c.Q)
+        np.testing.assert_array_equal(z["L"], c.L)
+        np.testing.assert_array_equal(z["R"], c.R)
+        np.testing.assert_array_equal(z["step"], c.grid.step)
+        np.testing.assert_array_equal(z["zero"], c.grid.zero)
+        assert int(z["bits"]) == 3
+    assert report["error"] == c.objective.error and report["lambda"] == c.lam
+    assert report["relative_error"] == c.objective.relative_error
+    assert report["clipped"] == c.clipped
+    if method == "refine":
+        trace = np.array(report["trace"])
+        assert len(trace) == 6
+        scale = 6 * np.linalg.norm(X, 2) ** 2 * (np.linalg.norm(W) + np.linalg.norm(c.Q)) ** 2 * (1 + 0.02)
+        assert check_monotone(trace, scale=scale).passed
+    else:
+        assert "trace" not in report
+
+
+def test_run_from_H_with_n_samples_and_unbounded_grid(capsys, tmp_path, arrays):
+    W, X = arrays
+    path = tmp_path / "layer_h.npz"
+    save_layer(path, W, H=X.T @ X, n_samples=30, name="blk.0")
+    layer = load_layer(path)
+    assert layer.n_samples == 30 and layer.name == "blk.0" and layer.X is None
+    code, out, _ = run(capsys, "run", path, "--method", "gilora", "--bits", 2, "--rank", 1,
+                       "--unbounded-grid", "--out", tmp_path / "o.npz")
+    assert code == 0
+    assert json.loads(out)["error"] == compress(W, X.T @ X, "gilora", 2, 1, unbounded=True).objective.error
+
+
+def test_load_layer_from_X(layer_X, arrays):
+    W, X = arrays
+    layer = load_layer(layer_X)
+    np.testing.assert_array_equal(layer.W, W)
+    np.testing.assert_array_equal(layer.H, X.T @ X)
+    assert layer.n_samples == 30 and layer.name == "layer"
+
+
+def test_subprocess_entry_point(tmp_path, layer_X):
+    out_path = tmp_path / "sub.npz"
+    proc = subprocess.run([sys.executable, "-m", "gilora_theory.cli", "run", str(layer_X),
+                           "--method", "gptq+olrc", "--bits", "4", "--rank", "1", "--out",
+                           str(out_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert KEYS <= json.loads(proc.stdout).keys()
+    assert out_path.is_file()
+
+
+def refused(capsys, out_path, *argv):
+    code, out, err = run(capsys, *argv, "--out", out_path)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out_path.exists()
+    assert not [p for p in out_path.parent.iterdir() if p.name.startswith(f".{out_path.name}")]
+    return err
+
+
+def test_missing_key_is_refused(capsys, tmp_path):
+    path = tmp_path / "noW.npz"
+    np.savez(path, X=np.ones((3, 2)))
+    err = refused(capsys, tmp_path / "o.npz", "run", path, "--method", "gptq", "--bits", 3)
+    assert "'W'" in err
+
+
+def test_bits_out_of_range_is_refused(capsys, tmp_path, layer_X):
+    err = refused(capsys, tmp_path / "o.npz", "run", layer_X, "--method", "gptq", "--bits", 17)
+    assert "bits" in err
+
+
+class _Marker:
+    """Unpickling this object would create a file (it must never happen)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_object_array_is_refused_without_unpickling(capsys, tmp_path):
+    marker = tmp_path / "unpickled"
+    path = tmp_path / "evil.npz"
+    obj = np.empty(1, dtype=object)
+    obj[0] = _Marker(str(marker))
+    np.savez(path, W=obj, X=np.ones((3, 1)))
+    assert not marker.exists()
+    err = refused(capsys, tmp_path / "o.npz", "run", path, "--method", "rtn", "--bits", 2)
+    assert "pickle" in err
+    assert not marker.exists()
