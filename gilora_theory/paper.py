@@ -529,9 +529,8 @@ def _cor39_hessian_lam(data: PaperData, df) -> int:
         if not len(sub):
             continue
         e = np.clip(np.linalg.eigvalsh(lay.H)[::-1], 0.0, None)
-        lam_h = resolve_lam(lay.H, 0.01, None)
-        C = sub.bound_cor39 / (np.array([e[r:].sum() for r in sub["rank"]]) + (lay.W.shape[0] + sub["rank"]) * sub.bound_lam)
-        other = C * (np.array([e[r:].sum() for r in sub["rank"]]) + (lay.W.shape[0] + sub["rank"]) * lam_h)
+        tail = np.array([e[r:].sum() for r in sub["rank"]])
+        other = sub.bound_C * (tail + (lay.W.shape[0] + sub["rank"]) * resolve_lam(lay.H, 0.01, None))
         n += int((sub.bound_error > other).sum())
     return n
 

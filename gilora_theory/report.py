@@ -59,6 +59,10 @@ def _cell(value) -> str:
         if not math.isfinite(value):
             return str(value)
         return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_cell(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
     return str(value).replace("|", "\\|")
 
 
