@@ -294,15 +294,20 @@ def exact_optimum(W, H, bits: int | None = None, rank: int = 0, *, beta: float =
     lv = _alphabet(grid, alphabet, N, N_out)
     method = ("sphere" if r == 0 else "enumerate") if method == "auto" else method
     Rm = _root(H)
-    if r == 0:
-        Q, value, cand, examined, nodes = _columns(W, H, Rm, lv, method, limit, batch)
-        L, Rf = np.zeros((N, 0)), np.zeros((0, N_out))
-    else:
-        cand = _count(lv.shape[2], N * N_out, limit, "Q matrices")
-        Q, value = _enumerate_matrix(Rm, W, lv, r, batch)
-        examined = nodes = cand
-        res = olrc(W, Q, H, r, lam=0.0)
-        L, Rf = res.L, res.R
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if r == 0:
+                Q, value, cand, examined, nodes = _columns(W, H, Rm, lv, method, limit, batch)
+                L, Rf = np.zeros((N, 0)), np.zeros((0, N_out))
+            else:
+                cand = _count(lv.shape[2], N * N_out, limit, "Q matrices")
+                Q, value = _enumerate_matrix(Rm, W, lv, r, batch)
+                examined = nodes = cand
+                res = olrc(W, Q, H, r, lam=0.0)
+                L, Rf = res.L, res.R
+    except OverflowError:  # the sphere decoder's scalar arithmetic raises instead of giving inf
+        value = float("inf")
+    _v.check_finite_output("the exact search", "Rescale W or H.", value=value)
     return ExactOptimum(Q, L, Rf, value, r, method, cand, examined, nodes, grid)
 
 
