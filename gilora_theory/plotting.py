@@ -481,7 +481,7 @@ FIGURES = {
 the sweeps are the packaged configurations of the same names."""
 
 
-def make_figures(tables="figures/tables", out="figures", *, dpi: int = 100,
+def make_figures(tables="figures/tables", out="figures", *, dpi: int = 85,
                  only=None) -> dict:
     """Rebuild figures of :data:`FIGURES` from saved sweep tables.
 
@@ -491,7 +491,7 @@ def make_figures(tables="figures/tables", out="figures", *, dpi: int = 100,
         Folder holding one sweep folder per configuration (``tables/NAME/runs.csv``).
     out : path
         Folder for ``<figure>.png``.
-    dpi : int, default 100
+    dpi : int, default 85
     only : iterable of str, optional
         Names of the figures to build (default: all).
 
