@@ -201,3 +201,21 @@ def test_cli_exact(tmp_path, capsys):
     assert main(["exact", str(tmp_path / "layer.npz"), "--bits", "3", "--rank", "1"]) == 2
     err = capsys.readouterr().err
     assert "limit=" in err and err.count("\n") == 1
+
+
+def test_static_groups_and_explicit_alphabet():
+    """Per-row alphabets (static groups) and one shared explicit alphabet: sphere == enumeration."""
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((9, 6))
+    H, W = X.T @ X, rng.standard_normal((6, 2))
+    grid = fit_grid(W, 2, groupsize=2)
+    a = exact_optimum(W, H, grid=grid)
+    b = exact_optimum(W, H, grid=grid, method="enumerate")
+    assert abs(a.value - b.value) <= _tol(H, W, 6)
+    for i in range(6):
+        for j in range(2):
+            assert np.min(np.abs(grid.levels(j, i) - a.Q[i, j])) == 0.0
+    alphabet = np.array([-1.0, -0.25, 0.5, 2.0])
+    c = exact_optimum(W, H, alphabet=alphabet)
+    d = exact_optimum(W, H, alphabet=alphabet[::-1], method="enumerate")
+    assert abs(c.value - d.value) <= _tol(H, W, 6) and np.all(np.isin(c.Q, alphabet))

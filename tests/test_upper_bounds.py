@@ -245,6 +245,25 @@ def test_search_for_violations_under_clipping(layer, beta):
         assert ch.clipped > 0 or ch.holds
 
 
+@settings(max_examples=scaled(300))
+@given(layers(min_n=1, max_n=8, max_out=6, damps=(1e-3, 1e-2, 0.3, 1.0, 3.0)), st.data())
+def test_cor39_with_the_hessian_lam_reading(layer, data):
+    """Which lam enters Cor. 3.9 is [likely]: the chain proves it with the pass damping
+    ``alpha mean(diag H_aug)``. This hunts (hypothesis ``target``) for a failure of the other
+    reading, ``C (tail_r + (N + r) alpha mean(diag H))`` with the same augmented pass; it is
+    not proved, so a failure here would be a finding about the paper's statement."""
+    W, H = layer.W, layer.H
+    r = data.draw(st.integers(0, W.shape[0] - 1))
+    grid = fit_grid(W, layer.bits, bounded=False)
+    run = gilora(W, H, grid, r, L=top_eigenvectors(H, r), damp=layer.damp, dead_channels=False)
+    lam_H = layer.damp * float(np.mean(np.diag(H)))
+    ch = bound_chain(W, H, grid, run, lam_cor39=lam_H)
+    assert ch.lam_cor39 == lam_H <= ch.lam * (1 + 64 * EPS)
+    if ch.cor39 > 0:
+        target(ch.error / ch.cor39, label="E / Cor39(lam_H)")
+    assert ch.error <= ch.cor39 + ch.tol_schur + _tol(W.shape[0] + r, ch.cor39)
+
+
 # ------------------------------------------------------- factorised form g(b) h(r)
 
 @settings(max_examples=scaled(300))
