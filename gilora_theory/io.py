@@ -163,13 +163,22 @@ def save_npz(path, **arrays) -> None:
 
 
 def save_layer(path, W, *, H=None, X=None, n_samples=None, name=None) -> None:
-    """Write a ``LAYER.npz`` atomically (exactly one of ``H`` or ``X``)."""
-    arrays = {"W": np.asarray(W)}
+    """Write a ``LAYER.npz`` atomically (exactly one of ``H`` or ``X``).
+
+    The arrays are validated as :func:`load_layer` would (a file that could not
+    be read back is never written) and stored unchanged.
+    """
     if (H is None) == (X is None):
         raise ValueError("give exactly one of H or X")
-    arrays["H" if H is not None else "X"] = np.asarray(H if H is not None else X)
+    Wv = _v.as_matrix("W", W)
+    if H is not None:
+        _v.check_hessian(H, Wv.shape[0])
+    else:
+        _v.check_same_rows("X", _v.as_matrix("X", X), "W", Wv, axis_a=1)
+    arrays = {"W": np.asarray(W), "H" if H is not None else "X": np.asarray(H if H is not None else X)}
     if n_samples is not None:
-        arrays["n_samples"] = np.asarray(n_samples)
+        n = _v.check_int("n_samples", n_samples, low=1)
+        arrays["n_samples"] = np.asarray(n)
     if name is not None:
         arrays["name"] = np.asarray(str(name))
     save_npz(path, **arrays)

@@ -532,3 +532,19 @@ def test_torch_hessian_file_is_loaded_weights_only(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="[Ww]eights only"):
         import_hessian(path, "sum", key="H")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.arg in ("W", "X", "H") and c not in SCALE],
+                         ids=lambda c: c.id)
+def test_save_layer_refuses_what_load_layer_would(case, tmp_path):
+    """save_layer validates like load_layer: a file that could not be read back is never written."""
+    path = tmp_path / "LAYER.npz"
+    arrays = {"X": case.value} if case.arg == "X" else {"H": case.value if case.arg == "H" else H0}
+    W = case.value if case.arg == "W" else W0
+    with pytest.raises((ValueError, TypeError)) as info:
+        save_layer(path, W, **arrays)
+    _assert_names(str(info.value), case.arg, ())
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="n_samples must be in"):
+        save_layer(path, W0, H=H0, n_samples=0)
+    assert list(tmp_path.iterdir()) == []
