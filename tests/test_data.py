@@ -123,6 +123,10 @@ def test_directory_and_file_layers(tmp_path):
     assert [l.name for l in layers] == ["second", "first"]
     assert np.array_equal(layers[0].H, layers[1].H)
     assert data.load_layers(tmp_path / "a.npz")[0].name == "first"
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"complete": False, "layers": {"first": {"file": "a.npz"}}}))
+    with pytest.raises(ValueError, match="interrupted extraction"):
+        data.directory_layers(tmp_path)
     with pytest.raises(FileNotFoundError):
         data.directory_layers(tmp_path / "missing")
     (tmp_path / "empty").mkdir()

@@ -338,3 +338,48 @@ def test_real_minilm_layers_hooks_write_back_and_determinism(minilm):
     assert np.all(np.abs(cap.H["encoder.layer.2.output.dense"] - Xn.T @ Xn) <= bound)
     shift = ta.output_shift(model, ta.reconstructed(model, _zero_rank_parts(model)), held)
     assert shift.hidden_relative_error == 0 and abs(shift.embedding_cosine - 1) <= 8 * EPS
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["extract", "--model", "gpt2", "--out", "x"], "invalid choice"),
+    (["extract", "--model", "minilm", "--out", "x", "--seq-len", "2"], "seq_len must be in [3, 512]"),
+    (["model-error", "--model", "minilm", "--method", "gptq", "--bits", "4", "--sequences", "0"],
+     "sequences must be in"),
+    (["model-error", "--model", "minilm", "--method", "nope", "--bits", "4"], "invalid choice"),
+])
+def test_cli_refuses_bad_input_with_one_line(capsys, tmp_path, argv, words):
+    from gilora_theory.cli import main
+    argv = [str(tmp_path / a) if a == "x" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_model_error_prints_one_json_object(capsys, minilm):
+    from gilora_theory.cli import main
+    argv = ["model-error", "--model", "minilm", "--method", "rtn", "--bits", "8", "--sequences", "2",
+            "--seq-len", "16", "--heldout", "2", "--no-progress"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["layers"] == 37 and len(out["per_layer"]) == 37 and out["n_tokens"] == 32
+    assert out["layer_error_sum"] > 0 and 0 < out["hidden_relative_error"] < 1
+    assert 0.9 < out["embedding_cosine_min"] <= out["embedding_cosine"] <= 1 + 8 * EPS
+    assert out["text_sha256"] == ta.calibration_text().sha256
+    coarse = ta.evaluate_model("minilm", "rtn", 2, sequences=2, seq_len=16, heldout=2)
+    assert coarse["hidden_relative_error"] > out["hidden_relative_error"]
+
+
+def test_hooks_see_inputs_passed_by_keyword():
+    class Kw(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.lin(input=x)
+    model, x = Kw(), torch.randn(4, 3)
+    cap = ta.capture(model, [x])
+    X = x.double().numpy()
+    assert cap.n_samples["lin"] == 4
+    assert np.all(np.abs(cap.H["lin"] - X.T @ X) <= 8 * EPS * (np.abs(X).T @ np.abs(X)))
