@@ -58,9 +58,10 @@ from .io import atomic_write, load_layer, write_json
 from .methods import METHODS, compress
 from .objective import layer_error
 
-__all__ = ["SweepConfig", "Run", "SweepResult", "load_config", "config_hash", "expand_runs",
-           "synthetic_spec", "run_one", "bound_columns", "CHAIN_METHODS", "run_sweep", "sweep_table", "assemble", "read_tables", "data_hash", "resolve_layer",
-           "BRANCHLESS", "packaged_configs", "run_sweep_cli", "exact_columns", "EXACT_LIMIT"]
+__all__ = ["SweepConfig", "Run", "SweepResult", "load_config", "packaged_configs", "config_hash",
+           "synthetic_spec", "resolve_layer", "data_hash", "expand_runs", "run_one",
+           "bound_columns", "exact_columns", "run_sweep", "run_sweep_cli", "sweep_table",
+           "assemble", "read_tables", "BRANCHLESS", "CHAIN_METHODS", "EXACT_LIMIT"]
 
 BRANCHLESS = ("rtn", "gptq")
 """Methods without a low-rank branch: run at rank 0 only."""
@@ -144,7 +145,8 @@ def load_config(source) -> SweepConfig:
         name=_check_name(source["name"]), layers=layers, methods=methods,
         bits=tuple(_v.check_bits("bits", b) for b in _as_list("bits", source["bits"])),
         ranks=tuple(_v.check_int("ranks", r, low=0) for r in _as_list("ranks", source["ranks"])),
-        seeds=tuple(_v.check_int("seeds", s, low=0) for s in _as_list("seeds", source.get("seeds", [0]))),
+        seeds=tuple(_v.check_int("seeds", s, low=0)
+                    for s in _as_list("seeds", source.get("seeds", [0]))),
         options=_check_options(source.get("options", {})))
 
 
@@ -199,7 +201,8 @@ def _check_options(options) -> dict:
         raise ValueError(f"options must be a dict; got {options!r}")
     unknown = set(options) - set(_OPTION_DEFAULTS)
     if unknown:
-        raise ValueError(f"options has unknown keys {sorted(unknown)}; known: {sorted(_OPTION_DEFAULTS)}")
+        raise ValueError(f"options has unknown keys {sorted(unknown)}; "
+                         f"known: {sorted(_OPTION_DEFAULTS)}")
     out = {**_OPTION_DEFAULTS, **options}
     _v.check_damp(out["damp"])
     _v.check_beta(out["beta"])
@@ -208,7 +211,8 @@ def _check_options(options) -> dict:
         if not isinstance(out[flag], bool):
             raise TypeError(f"options.{flag} must be true or false; got {out[flag]!r}")
     if out["damp_from"] not in ("augmented", "hessian"):
-        raise ValueError(f"options.damp_from must be 'augmented' or 'hessian'; got {out['damp_from']!r}")
+        raise ValueError(f"options.damp_from must be 'augmented' or 'hessian'; "
+                         f"got {out['damp_from']!r}")
     return dict(sorted(out.items()))
 
 
@@ -238,7 +242,8 @@ def resolve_layer(spec: dict, seed: int = 0):
     if spec["source"] == "file" and Path(spec["path"]).is_file():
         st = Path(spec["path"]).stat()
         stamp = (st.st_mtime_ns, st.st_size)  # an edited file is read again
-    return _resolve_cached(json.dumps(spec, sort_keys=True), int(seed) if _seeded(spec) else 0, stamp)
+    seed = int(seed) if _seeded(spec) else 0
+    return _resolve_cached(json.dumps(spec, sort_keys=True), seed, stamp)
 
 
 def synthetic_spec(name: str, kind: str, *, m: int, N: int, N_out: int,
@@ -368,8 +373,8 @@ def run_one(run: Run) -> dict:
     ``lam`` and the pass damping ``pass_lam``, the clipping count ``clipped``,
     the bound columns of :func:`bound_columns` (and of :func:`exact_columns`
     when the option ``exact`` is set) and the wall-clock seconds of the method,
-    the bounds and the exact search (``time_method``, ``time_bounds``, ``time_exact``). ``trace`` is the
-    refinement trace (``refine`` only) or None.
+    the bounds and the exact search (``time_method``, ``time_bounds``,
+    ``time_exact``). ``trace`` is the refinement trace (``refine`` only) or None.
     """
     layer = resolve_layer(json.loads(run.spec), run.seed)
     opts = json.loads(run.options)
@@ -560,7 +565,8 @@ def _claim_folder(config: SweepConfig, out: Path) -> str:
         held = json.loads(path.read_text())
         if held.get("config_hash") != chash:
             raise ValueError(f"{out} holds a sweep of another configuration (hash "
-                             f"{held.get('config_hash')}, this one {chash}); use a new output folder")
+                             f"{held.get('config_hash')}, this one {chash}); "
+                             f"use a new output folder")
     else:
         write_json(path, {"config_hash": chash, "config": config.to_dict()})
     (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -622,7 +628,8 @@ def assemble(out, *, runs: list[Run] | None = None) -> tuple[pd.DataFrame, pd.Da
     for run in sorted(runs, key=Run.sort_key):
         result = json.loads((out / "runs" / f"{run.digest}.json").read_text())
         if result["key"] != run.key:
-            raise ValueError(f"{out}/runs/{run.digest}.json holds run {result['key']!r}, expected {run.key!r}")
+            raise ValueError(f"{out}/runs/{run.digest}.json holds run {result['key']!r}, "
+                             f"expected {run.key!r}")
         results.append(result)
     return _tables(results)
 
@@ -634,7 +641,8 @@ def _tables(results: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
               for res in results for step, value in enumerate(res["trace"] or [])]
     table = _as_read_back(pd.DataFrame([res["row"] for res in results]))
     _check_data_hashes(table)
-    return table, _as_read_back(pd.DataFrame(traces, columns=[*_TRACE_ID, "step", "label", "value"]))
+    traces = pd.DataFrame(traces, columns=[*_TRACE_ID, "step", "label", "value"])
+    return table, _as_read_back(traces)
 
 
 def _as_read_back(df: pd.DataFrame) -> pd.DataFrame:
@@ -686,7 +694,8 @@ def _write_tables(out: Path, config: SweepConfig, chash: str, table, traces) -> 
         "name": config.name, "config_hash": chash, "config": config.to_dict(),
         "data_hashes": {f"{layer}|{seed}": h for (layer, seed), h in hashes.items()},
         "n_runs": int(len(table)), "tables": ["runs.csv", "traces.csv"],
-        "versions": {"gilora_theory": __version__, "numpy": np.__version__, "pandas": pd.__version__}})
+        "versions": {"gilora_theory": __version__, "numpy": np.__version__,
+                     "pandas": pd.__version__}})
 
 
 def read_tables(folder) -> tuple[pd.DataFrame, pd.DataFrame, dict]:

@@ -10,6 +10,17 @@ sweep feeds which figure.
 Errors are shown relative to the layer's output energy, ``E / ||X W||_F^2``
 (dimensionless), on log axes: across bit-widths and spectra they span decades.
 
+Columns read (as :func:`gilora_theory.experiments.run_one` names them)
+-----------------------------------------------------------------------
+all run figures     ``layer, seed, method, bits, rank, error, signal``
+bound overlays      ``bound_closed_form`` (GILoRA rows)
+chain slack         ``opt_beta, opt_unbounded, clipped, bound_holds, bound_ratio`` and the
+                    links of :data:`CHAIN` (``bound_error`` ... ``bound_closed_form``)
+scaling             ``N, lower_bound, bound_closed_form``
+rank benefit        ``h_r`` (GILoRA rows at rank 0 and above)
+exact optima        ``exact_ratio``, ``exact_optimum, lower_bound``
+traces              ``run_key, layer, bits, rank, step, value`` (``traces.csv``)
+
 References
 ----------
 [1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
@@ -121,7 +132,8 @@ def plot_error_vs_rank(runs: pd.DataFrame, *, bits: int | None = None,
         if "bound_closed_form" in d:
             db = d[d["method"] == "gilora"].dropna(subset=["bound_closed_form"])
             g = _relative(db, "bound_closed_form").groupby(db["rank"])
-            ax.plot(g.median().index, g.median().to_numpy(), label="bound (Cor. 3.9)", **_BOUND_STYLE)
+            ax.plot(g.median().index, g.median().to_numpy(), label="bound (Cor. 3.9)",
+                    **_BOUND_STYLE)
         ax.set_xscale("symlog", base=2, linthresh=1)
         ax.set_xticks(ranks, [str(r) for r in ranks], fontsize=7)
         ax.xaxis.set_minor_locator(NullLocator())
@@ -156,7 +168,8 @@ def plot_error_vs_bits(runs: pd.DataFrame, *, rank: int | None = None,
             g = _relative(dm, "error").groupby(dm["bits"])
             _band(ax, g.median().index, g, **METHOD_STYLE[method])
         if "bound_closed_form" in d:
-            db = d[(d["method"] == "gilora") & (d["rank"] == rank)].dropna(subset=["bound_closed_form"])
+            db = d[(d["method"] == "gilora") & (d["rank"] == rank)]
+            db = db.dropna(subset=["bound_closed_form"])
             g = _relative(db, "bound_closed_form").groupby(db["bits"])
             ax.plot(g.median().index, g.median().to_numpy(), label=f"bound (Cor. 3.9), r = {rank}",
                     **_BOUND_STYLE)
@@ -193,7 +206,8 @@ def plot_bound_chain(runs: pd.DataFrame, *, title: str = "") -> Figure:
     Log scale: the slack spans decades.
     """
     df = runs[runs["method"].isin(("gptq", "gilora"))].dropna(subset=["bound_closed_form"])
-    settings = df[["opt_beta", "opt_unbounded"]].drop_duplicates().sort_values("opt_beta", ascending=False)
+    settings = df[["opt_beta", "opt_unbounded"]].drop_duplicates()
+    settings = settings.sort_values("opt_beta", ascending=False)
     fig, axes = _panels(len(settings), ncols=len(settings), size=(7.0, 4.4))
     for ax, (_i, st) in zip(axes, settings.iterrows()):
         d = df[(df["opt_beta"] == st["opt_beta"]) & (df["opt_unbounded"] == st["opt_unbounded"])]
@@ -201,7 +215,8 @@ def plot_bound_chain(runs: pd.DataFrame, *, title: str = "") -> Figure:
         grid = "unbounded grid" if st["opt_unbounded"] else f"bounded grid, β = {st['opt_beta']:g}"
         fails = int((~d["bound_holds"].astype(bool)).sum())
         ax.set_title(f"{grid}: {len(d)} runs, {int((d['clipped'] > 0).sum())} clipped, "
-                     f"{fails} chains fail; worst E / bound = {d['bound_ratio'].max():.3g}", fontsize=9)
+                     f"{fails} chains fail; worst E / bound = {d['bound_ratio'].max():.3g}",
+                     fontsize=9)
     fig.suptitle(title or "Slack of each link of the upper-bound chain (GPTQ and GILoRA passes)",
                  fontsize=11)
     _legend(fig, axes)
@@ -214,7 +229,8 @@ def _chain_panel(ax, d: pd.DataFrame) -> None:
     for i, (lo, hi, _label) in enumerate(CHAIN):
         ratio = (d[lo] / d[hi]).to_numpy()
         x = i + jitter
-        ax.scatter(x[~clipped], ratio[~clipped], s=7, alpha=0.5, color="tab:blue", label="no clipping")
+        ax.scatter(x[~clipped], ratio[~clipped], s=7, alpha=0.5, color="tab:blue",
+                   label="no clipping")
         ax.scatter(x[clipped], ratio[clipped], s=7, alpha=0.5, color="tab:red", label="clipped")
     ax.axhline(1.0, color="k", linewidth=1)
     ax.set_xticks(range(len(CHAIN)), [c[2] for c in CHAIN], fontsize=7)
@@ -301,7 +317,8 @@ def plot_bound_scaling(runs: pd.DataFrame, *, title: str = "") -> Figure:
             ax2.plot(ratio.index, ratio.to_numpy(), color=cmap[k], marker="o", markersize=3,
                      label=f"b = {b}")
         ax.set_ylabel("layer error E (absolute)")
-        ax.set_title(f"r = {r}: dashed upper bound · dots GILoRA · dotted lower bound", fontsize=9)
+        ax.set_title(f"r = {r}: dashed upper bound · dots GILoRA · dotted lower bound",
+                     fontsize=9)
         ax2.set_ylabel("upper bound / lower bound")
         ax2.set_title(f"r = {r}: ratio (median over seeds)", fontsize=9)
         for a in (ax, ax2):
@@ -589,7 +606,8 @@ def plot_step_terms(step_terms: dict, *, bound: dict | None = None) -> Figure:
     return fig
 
 
-def plot_spectrum(values: dict, *, rank: int | None = None, ylabel: str = "singular value") -> Figure:
+def plot_spectrum(values: dict, *, rank: int | None = None,
+                  ylabel: str = "singular value") -> Figure:
     """Descending spectra on a log axis, with the rank-r cut marked.
 
     Parameters
@@ -703,7 +721,8 @@ def plot_exact_ratios(runs: pd.DataFrame, *, title: str = "") -> Figure:
         ax.set_title(f"r = {r} ({d['layer'].nunique()} layers, bits "
                      f"{', '.join(str(b) for b in sorted(d['bits'].unique()))})", fontsize=9)
         ax.grid(True, axis="y", which="both", alpha=0.3)
-    fig.suptitle(title or "How far each method is from the exact optimum (tiny layers)", fontsize=11)
+    fig.suptitle(title or "How far each method is from the exact optimum (tiny layers)",
+                 fontsize=11)
     return fig
 
 
@@ -734,5 +753,6 @@ def plot_lower_vs_exact(runs: pd.DataFrame, *, title: str = "") -> Figure:
     ax.set_ylabel("lower bound (0 drawn at the bottom edge)")
     ax.legend(fontsize=7)
     ax.grid(True, which="major", alpha=0.3)
-    fig.suptitle(title or "Minimax lower bound against exact optima (W from the class K)", fontsize=10)
+    fig.suptitle(title or "Minimax lower bound against exact optima (W from the class K)",
+                 fontsize=10)
     return fig

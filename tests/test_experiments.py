@@ -56,7 +56,8 @@ def test_expansion_and_rows_match_direct_calls(config, tmp_path):
     assert row["error"] == c.objective.error and row["relative_error"] == c.objective.relative_error
     assert row["clipped"] == c.clipped and row["lam"] == c.lam
     assert row["data_hash"] == ex.data_hash(lay.W, lay.H) and (row["N"], row["N_out"]) == (8, 10)
-    # refinement traces: 1 + 2 * rounds + 1 entries, non-increasing, last equals the run's damped error
+    # refinement traces: 1 + 2 * rounds + 1 entries, non-increasing, the last one equal
+    # to the run's damped error
     for key, tr in res.traces.groupby("run_key"):
         v = tr.sort_values("step")["value"].to_numpy()
         assert len(v) == 2 + 2 * 2 and tr["label"].iloc[0] == "start"

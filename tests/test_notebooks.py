@@ -39,7 +39,8 @@ def test_notebook_shape(path):
             imports = [n for n in ast.walk(ast.parse(cell.source.replace("%", "#")))
                        if isinstance(n, (ast.Import, ast.ImportFrom))]
             for node in imports:
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module])
                 assert all(n.split(".")[0] in ("gilora_theory", "numpy") for n in names), names
 
 

@@ -45,7 +45,8 @@ def test_error_vs_rank_draws_the_table_medians(tables):
     axes = [a for a in fig.axes if a.get_visible()]
     assert len(axes) == 2 and all(a.get_yscale() == "log" for a in axes)
     ax = axes[0]
-    assert ax.get_title() == "pow" and "relative error" in ax.get_ylabel() and ax.get_xlabel() == "rank r"
+    assert ax.get_title() == "pow" and ax.get_xlabel() == "rank r"
+    assert "relative error" in ax.get_ylabel()
     d = runs[(runs["layer"] == "pow") & (runs["bits"] == 3) & (runs["method"] == "gilora")]
     expect = (d["error"] / d["signal"]).groupby(d["rank"]).median()
     x, y = _line(ax, "GILoRA").get_data()
@@ -65,7 +66,8 @@ def test_error_vs_bits_and_method_comparison(tables):
     assert ax.get_xlabel() == "bits b" and ax.get_yscale() == "log"
     d = runs[(runs["layer"] == "pow") & (runs["method"] == "gptq")]
     _, y = _line(ax, "GPTQ").get_data()
-    np.testing.assert_array_equal(y, (d["error"] / d["signal"]).groupby(d["bits"]).median().to_numpy())
+    want = (d["error"] / d["signal"]).groupby(d["bits"]).median()
+    np.testing.assert_array_equal(y, want.to_numpy())
     fig = plotting.plot_method_comparison(runs, bits=3, rank=2)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and "GPTQ → OLrC" in ax.get_xlabel()
@@ -88,7 +90,8 @@ def test_rank_benefit_points_are_the_measured_and_predicted_ratios(tables):
     pos = g[g["rank"] > 0].join(base, on=["layer", "seed", "bits"])
     want = np.c_[pos["h_r"] / pos["h_r_0"], pos["error"] / pos["error_0"]]
     assert len(pts) == len(want)
-    np.testing.assert_allclose(np.sort(pts, axis=0), np.sort(want, axis=0), rtol=4 * np.finfo(float).eps)
+    np.testing.assert_allclose(np.sort(pts, axis=0), np.sort(want, axis=0),
+                               rtol=4 * np.finfo(float).eps)
     assert ax.get_xlabel() == "predicted h(r) / h(0)" and ax.get_ylabel() == "measured D(r) / D(0)"
 
 
@@ -102,7 +105,7 @@ def test_chain_traces_and_scaling_figures(tables):
     ax = [a for a in fig.axes if a.get_visible()][0]
     for line in ax.get_lines():
         y = line.get_ydata()
-        assert y[0] == 1.0 and np.all(np.diff(y) <= 64 * np.finfo(float).eps)  # non-increasing traces
+        assert y[0] == 1.0 and np.all(np.diff(y) <= 64 * np.finfo(float).eps)  # non-increasing
     scaling = pd.read_csv(root / "scaling" / "runs.csv")
     fig = plotting.plot_bound_scaling(scaling)
     assert len(fig.axes) == 4 and all(a.get_xscale() == "log" for a in fig.axes)
@@ -120,7 +123,8 @@ def test_make_figures_reads_tables_only_and_is_reproducible(tables, tmp_path, mo
     assert set(res["written"]) == set(plotting.FIGURES) and not res["missing"]
     again = plotting.make_figures(root, tmp_path / "b", dpi=50, only=["rank_benefit_real"])
     a = (tmp_path / "a" / "rank_benefit_real.png").read_bytes()
-    assert a[:8] == b"\x89PNG\r\n\x1a\n" and a == (tmp_path / "b" / "rank_benefit_real.png").read_bytes()
+    assert a[:8] == b"\x89PNG\r\n\x1a\n"
+    assert a == (tmp_path / "b" / "rank_benefit_real.png").read_bytes()
     assert list(again["written"]) == ["rank_benefit_real"]
 
 
@@ -135,7 +139,8 @@ def test_missing_tables_are_reported_not_invented(tables, tmp_path, capsys):
     from gilora_theory.cli import main
     assert main(["figures", "--tables", str(only_one), "--out", str(tmp_path / "f2")]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert list(out["written"]) == ["upper_vs_lower"] and (tmp_path / "f2" / "upper_vs_lower.png").is_file()
+    assert list(out["written"]) == ["upper_vs_lower"]
+    assert (tmp_path / "f2" / "upper_vs_lower.png").is_file()
     assert "gilora-theory sweep real_layers" in out["missing"]["rank_benefit_real"]
     assert main(["figures", "--tables", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
