@@ -328,8 +328,9 @@ def check_gilora_r0_is_gptq(W, H, grid: Grid, **kw) -> CheckResult:
         ``n = N``, ``kappa = 1``, ``scale = reference``; Q must be identical.
     """
     W = _v.as_matrix("W", W)
+    damp_from = kw.pop("damp_from", "augmented")  # the same lam for r = 0 either way
     res_g = gptq(W, H, grid, **kw)
-    res_l = gilora(W, H, grid, 0, **kw)
+    res_l = gilora(W, H, grid, 0, damp_from=damp_from, **kw)
     same = bool(np.array_equal(res_g.Q, res_l.Q)) and res_l.R.shape[0] == 0
     n_differ = int(np.count_nonzero(res_g.Q != res_l.Q))
     tol = _C * W.shape[0] * _EPS * res_g.step_sum

@@ -108,7 +108,8 @@ def starts(draw, max_n=8, max_bits=8):
     rank = draw(st.integers(0, min(N, n_out)))
     gs, bounded, beta, start, damped = draw(st.sampled_from(OPTIONS))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    calib = make_calibration(N, kind, int(rng.integers(2**32)), rng.random(), m=N + int(rng.integers(2 * N + 1)))
+    m = N + int(rng.integers(2 * N + 1))
+    calib = make_calibration(N, kind, int(rng.integers(2**32)), rng.random(), m=m)
     W = rng.choice([1e-3, 1.0, 1e3]) * (rng.standard_t(3, (N, n_out)) if rng.random() < 0.5
                                          else rng.standard_normal((N, n_out)))
     H = calib.H
