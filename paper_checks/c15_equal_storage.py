@@ -18,11 +18,13 @@ precision branches), every effective-bit count equal to the formula, and the
 quantized L's projection tail ||X (I - L L^+)||_F^2 never below that of V_r.
 
 Data: synthetic gallery layers and the bundled real all-MiniLM-L6-v2 layers,
-seed fixed below. Writes ``figures/tables/equal_storage.csv``,
+seed fixed below. The full run writes ``figures/tables/equal_storage.csv``,
 ``figures/tables/equal_storage_winners.csv``, ``figures/error_vs_effective_bits.png``
-(real layers) and ``figures/error_vs_effective_bits_synthetic.png``.
+(real layers) and ``figures/error_vs_effective_bits_synthetic.png`` (``--out DIR``
+elsewhere; ``--quick`` writes nothing unless ``--out`` is given). Prints one verdict
+line; ``--show`` also prints the winners and the L-order tables.
 
-    python paper_checks/c15_equal_storage.py [--quick] [--out DIR]
+    python paper_checks/c15_equal_storage.py [--quick] [--out DIR] [--show]
 
 [1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
 """
@@ -69,15 +71,8 @@ def summary(winners: pd.DataFrame, source: str) -> str:
     return f"{source}: {wins}; median GPTQ-only/winner error {gain:.2f}x where a branch wins"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="C15: which method wins at equal storage")
-    parser.add_argument("--quick", action="store_true", help="two synthetic and two real layers")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "figures"),
-                        help="folder for the figures and tables/ (default: the repository's figures/)")
-    args = parser.parse_args(argv)
-    quick = args.quick or os.environ.get("GILORA_QUICK", "0") not in ("", "0")
-    table, winners, inv, order = compute(quick)
-    out = Path(args.out)
+def write(out: Path, table: pd.DataFrame, winners: pd.DataFrame) -> None:
+    """The tables and the two figures (real and synthetic layers) under ``out``."""
     (out / "tables").mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "tables" / "equal_storage.csv", index=False)
     winners.to_csv(out / "tables" / "equal_storage_winners.csv", index=False)
@@ -85,11 +80,27 @@ def main(argv=None) -> int:
                          ("synthetic", "error_vs_effective_bits_synthetic")):
         save_figure(plot_error_vs_effective_bits(table[table["source"] == source]),
                     out / f"{name}.png")
-    cols = ["source", "layer", "budget", "method", "bits", "rank", "branch", "effective_bits",
-            "relative_error", "runner_up", "margin", "best_gptq"]
-    with pd.option_context("display.width", 200, "display.max_rows", 500):
-        print(winners[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-        print(order.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="C15: which method wins at equal storage")
+    parser.add_argument("--quick", action="store_true", help="two synthetic and two real layers")
+    parser.add_argument("--out", default=None,
+                        help="folder for the figures and tables/ (default: the repository's "
+                             "figures/ for the full run, nothing for --quick)")
+    parser.add_argument("--show", action="store_true", help="also print the tables")
+    args = parser.parse_args(argv)
+    quick = args.quick or os.environ.get("GILORA_QUICK", "0") not in ("", "0")
+    table, winners, inv, order = compute(quick)
+    out = args.out or (None if quick else Path(__file__).resolve().parent.parent / "figures")
+    if out is not None:
+        write(Path(out), table, winners)
+    if args.show:
+        cols = ["source", "layer", "budget", "method", "bits", "rank", "branch",
+                "effective_bits", "relative_error", "runner_up", "margin", "best_gptq"]
+        with pd.option_context("display.width", 200, "display.max_rows", 500):
+            print(winners[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+            print(order.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     failed = inv[~inv["passed"]]
     tails_ok = bool(order["tail_ok"].all())
     verdict = "REPORT" if failed.empty and tails_ok else "FAIL"
