@@ -122,7 +122,7 @@ class _Hooks:
                     f"layer {name!r} shared its input with {known!r} before but with "
                     f"{lead or 'no layer'!r} in batch {self.batch}; use share_inputs=False")
             self.last = (x, known)
-            if lead is None:
+            if lead in (None, name):  # a layer called again on the same tensor counts twice
                 self._accumulate(known, x)
         return run
 
@@ -208,6 +208,9 @@ def _finish(state: _Hooks) -> Capture:
     for name, lead in state.leader.items():
         if lead not in H:
             Hl = state.H[lead].numpy()
+            if not np.all(np.isfinite(Hl)):
+                raise _v.NumericalError(f"the inputs of layer {lead!r} are not finite (inf or NaN "
+                                        f"in X^T X); check the model and the batches")
             H[lead] = 0.5 * (Hl + Hl.T)
             X[lead] = (np.concatenate(state.rows[lead]) if state.rows[lead]
                        else np.zeros((0, Hl.shape[0])))

@@ -383,3 +383,24 @@ def test_hooks_see_inputs_passed_by_keyword():
     X = x.double().numpy()
     assert cap.n_samples["lin"] == 4
     assert np.all(np.abs(cap.H["lin"] - X.T @ X) <= 8 * EPS * (np.abs(X).T @ np.abs(X)))
+
+
+def test_non_finite_inputs_are_reported_not_stored():
+    x = torch.randn(4, 6, 6)
+    x[0, 0, 0] = float("inf")
+    with pytest.raises(np.linalg.LinAlgError, match="not finite"):
+        ta.capture(Tiny(), [x])
+
+
+def test_a_layer_called_twice_on_one_tensor_counts_twice():
+    class Twice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.lin(x) + self.lin(x)
+    x = torch.randint(-3, 4, (5, 3)).float()
+    cap = ta.capture(Twice(), [x])
+    X = x.double().numpy()
+    assert cap.n_samples["lin"] == 10 and np.array_equal(cap.H["lin"], 2 * X.T @ X)
