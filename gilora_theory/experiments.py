@@ -46,6 +46,7 @@ import functools
 import hashlib
 import io
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -574,6 +575,9 @@ def _claim_folder(config: SweepConfig, out: Path) -> str:
 
 
 def _finished_keys(out: Path) -> set[str]:
+    """Digests of the finished runs; removes temporaries a killed sweep left behind."""
+    for tmp in (out / "runs").glob(".*.json.*.tmp"):
+        tmp.unlink(missing_ok=True)
     return {p.stem for p in (out / "runs").glob("*.json")}
 
 
@@ -709,6 +713,21 @@ def read_tables(folder) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
             pd.read_csv(folder / "traces.csv"), sidecar)
 
 
+def _exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Worker initializer: end this worker once its parent is gone (e.g. killed with SIGKILL).
+
+    Otherwise a worker whose sweep was killed would block forever on its result pipe.
+    """
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 def run_sweep_cli(config, out, *, workers: int = 1, progress: bool = True) -> dict:
     """:func:`run_sweep` with ``workers`` processes; a JSON-able summary (the ``sweep`` command).
 
@@ -721,7 +740,9 @@ def run_sweep_cli(config, out, *, workers: int = 1, progress: bool = True) -> di
     else:
         import multiprocessing
         ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx,
+                                                    initializer=_exit_with_parent,
+                                                    initargs=(os.getpid(),)) as pool:
             res = run_sweep(config, out, executor=pool, progress=progress)
     return {"name": res.config.name, "out": str(res.out),
             "config_hash": res.config_hash, "runs": res.n_runs, "resumed": res.n_resumed,

@@ -2,6 +2,11 @@
 import concurrent.futures
 import json
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -160,3 +165,48 @@ def test_cli_sweep_and_config_file(config, tmp_path, capsys):
     assert second["resumed"] == second["runs"] and second["computed"] == 0
     assert main(["sweep", str(tmp_path / "missing.json"), "--out", str(tmp_path / "x")]) == 2
     assert "neither a file" in capsys.readouterr().err
+
+
+_KILLED_PARENT = """
+import concurrent.futures, multiprocessing, os, time
+from gilora_theory.experiments import _exit_with_parent
+
+if __name__ == "__main__":
+    pool = concurrent.futures.ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_exit_with_parent if WATCH else None,
+        initargs=(os.getpid(), 0.1) if WATCH else ())
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 120)
+    time.sleep(120)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")
+@pytest.mark.parametrize("watch", [True, False])
+def test_workers_exit_when_the_sweep_is_killed(tmp_path, watch):
+    """A sweep killed with SIGKILL leaves no worker behind; without the watcher one would
+    stay blocked forever (the negative case, killed here by the test)."""
+    script = tmp_path / "parent.py"
+    script.write_text(f"WATCH = {watch}\n" + _KILLED_PARENT)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    worker = int(proc.stdout.readline())
+    assert not _gone(worker)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + (20 if watch else 1.5)
+    while not _gone(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survived = not _gone(worker)
+    if survived:
+        os.kill(worker, signal.SIGKILL)
+    assert survived != watch
