@@ -10,6 +10,7 @@ and writes, into an output folder ``OUT``::
     OUT/runs/<digest>.json one file per finished run (row + trace), written atomically
     OUT/runs.csv           the tidy table: one row per run, sorted by run key
     OUT/traces.csv         refinement traces: one row per (run, trace entry)
+    OUT/*.parquet          the same two tables, only when pyarrow is installed
     OUT/sweep.json         sidecar: configuration, its hash, data hashes, versions
 
 Resume semantics
@@ -689,15 +690,23 @@ def _check_data_hashes(table: pd.DataFrame) -> None:
 
 
 def _write_tables(out: Path, config: SweepConfig, chash: str, table, traces) -> None:
+    """CSV tables (and Parquet copies when pyarrow is installed), then the sidecar."""
+    import importlib.util
+    files = []
     for name, df in (("runs", table), ("traces", traces)):
         with atomic_write(out / f"{name}.csv", "w") as f:
             df.to_csv(f, index=False)
+        files.append(f"{name}.csv")
+        if importlib.util.find_spec("pyarrow") is not None:
+            with atomic_write(out / f"{name}.parquet") as f:
+                df.to_parquet(f, index=False)
+            files.append(f"{name}.parquet")
     hashes = table.groupby(["layer", "seed"])["data_hash"].first()
     from . import __version__
     write_json(out / "sweep.json", {
         "name": config.name, "config_hash": chash, "config": config.to_dict(),
         "data_hashes": {f"{layer}|{seed}": h for (layer, seed), h in hashes.items()},
-        "n_runs": int(len(table)), "tables": ["runs.csv", "traces.csv"],
+        "n_runs": int(len(table)), "tables": files,
         "versions": {"gilora_theory": __version__, "numpy": np.__version__,
                      "pandas": pd.__version__}})
 

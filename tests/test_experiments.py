@@ -80,6 +80,11 @@ def test_files_and_sidecar(config, tmp_path):
     assert set(side["data_hashes"]) == {"a|0", "bee|0"} and side["n_runs"] == len(runs)
     assert len(list((out / "runs").glob("*.json"))) == len(runs)
     assert not list(out.rglob("*.tmp"))
+    if "runs.parquet" in side["tables"]:
+        pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), res.table)
+    else:
+        with pytest.raises(ImportError):
+            import pyarrow  # noqa: F401  (Parquet is written exactly when pyarrow exists)
 
 
 def test_resume_after_interruption_gives_the_same_table(config, tmp_path, monkeypatch):
