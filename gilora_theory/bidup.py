@@ -209,7 +209,8 @@ def refine(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1
     Q0 : (N, N_out) array_like
         Feasible start on the grid (e.g. GILoRA's Q).
     rank : int
-        ``r`` for every OLrC step.
+        ``r`` for every OLrC step (its ``svd="partial"`` route: certified top-r
+        singular pairs, the full SVD as fallback; same value to rounding).
     L0, R0 : array_like, optional
         Starting branch (only the trace's first entry uses it).
     rounds : int, default 1
@@ -241,11 +242,11 @@ def refine(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1
     with np.errstate(over="ignore", invalid="ignore"):
         trace, steps = [_trace_quad(G, W - Q - M0)], ["start"]
         for _ in range(rounds):
-            L, R, value, _a = _olrc(W - Q, spec, r, lam)
+            L, R, value, _a = _olrc(W - Q, spec, r, lam, svd="partial")
             f = _bid_up(W - L @ R, Q, G, grid, sweeps, blocksize)
             trace += [value, f[-1]]
             steps += ["olrc", "bidup"]
-        L, R, value, _a = _olrc(W - Q, spec, r, lam)
+        L, R, value, _a = _olrc(W - Q, spec, r, lam, svd="partial")
     trace.append(value)
     steps.append("olrc")
     _v.check_finite_output("the refinement loop", "Rescale W, or H.", Q=Q, L=L, R=R, trace=trace)

@@ -29,6 +29,7 @@ import numpy as np
 import scipy.linalg
 
 from . import _validation as _v
+from ._krylov import top_eigenpairs
 from .grid import Grid, fit_grid
 from .gptq import _check_common, _prepare, _run
 from .objective import HessianSpectrum
@@ -93,11 +94,13 @@ def top_eigenvectors(H: np.ndarray, r: int) -> np.ndarray:
     """``V_r``: eigenvectors of the ``r`` largest eigenvalues of ``H``, largest first.
 
     For large ``H`` (``N >= 1024``, ``r <= N / 64``) a restarted block Krylov
-    iteration with Rayleigh-Ritz (:func:`_top_eigenvectors_krylov`) runs first:
-    ``H`` enters only through products with ``N x k`` blocks, and its answer is
-    accepted only when every Ritz pair has residual
-    ``||H v_i - theta_i v_i|| <= N eps theta_1`` (the accuracy of a dense
-    solver; the eigenvector error is that over the gap at ``r``). Otherwise,
+    iteration with Rayleigh-Ritz runs first (``_krylov.top_eigenpairs``): ``H``
+    enters only through products with ``N x k`` blocks (``k = r + max(16, r/2)``),
+    at most ``max(20, N / (2 k))`` of them (about the cost of the dense solver's
+    reduction to tridiagonal form), and its answer is accepted only when every
+    Ritz pair has residual ``||H v_i - theta_i v_i|| <= N eps theta_1`` (the
+    accuracy of a dense solver; the eigenvector error is that over the gap at
+    ``r``). Otherwise,
     and for small ``H``, ``scipy.linalg.eigh(subset_by_index=...)`` is used: no
     full eigendecomposition either way. When ``theta_r = theta_{r+1}`` the top-r
     subspace is not unique and both routes return one valid choice.
@@ -107,7 +110,11 @@ def top_eigenvectors(H: np.ndarray, r: int) -> np.ndarray:
     N = H.shape[0]
     if r == 0:
         return np.zeros((N, 0))
-    V = _top_eigenvectors_krylov(H, r) if N >= 1024 and 64 * r <= N else None
+    V = None
+    if N >= 1024 and 64 * r <= N:
+        found = top_eigenpairs(lambda X: H @ X, N, r, max_blocks=10,
+                               max_products=max(20, N // (2 * (r + max(16, r // 2)))))
+        V = None if found is None else found[1]
     if V is None:
         _, V = scipy.linalg.eigh(H, subset_by_index=[N - r, N - 1], check_finite=False)
         if V.shape[1] != r:  # ?syevr may return fewer vectors for a tight eigenvalue cluster
@@ -115,69 +122,6 @@ def top_eigenvectors(H: np.ndarray, r: int) -> np.ndarray:
         V = V[:, ::-1]
     idx = np.argmax(np.abs(V), axis=0)
     return V * np.sign(V[idx, np.arange(r)])
-
-
-def _orthonormal_complement(Z: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Orthonormal basis of ``Z`` made orthogonal to ``range(B)`` (B orthonormal).
-
-    Projected, orthonormalised, projected again and orthonormalised again, so
-    the result is orthogonal to working precision even where ``Z`` is almost
-    inside ``range(B)`` (an invariant subspace, e.g. a multiple of the identity).
-    """
-    Z = Z - B @ (B.T @ Z)
-    Qz = np.linalg.qr(Z)[0]
-    Qz -= B @ (B.T @ Qz)
-    return np.linalg.qr(Qz)[0]
-
-
-def _top_eigenvectors_krylov(H: np.ndarray, r: int, *,
-                             max_blocks: int = 10) -> np.ndarray | None:
-    """Top-r eigenvectors by restarted block Krylov + Rayleigh-Ritz, or None if unconverged.
-
-    Block size ``k = r + max(16, r // 2)``; the basis ``B`` grows by
-    ``H``-products of its last block, orthogonalised against all of ``B``, up to
-    ``max_blocks`` blocks, then restarts from the top ``k`` Ritz vectors. With
-    ``T = B^T H B = S diag(theta) S^T`` the Ritz residuals are
-    ``||Z S_last||`` (``Z`` the part of ``H B_last`` outside ``range(B)``,
-    ``S_last`` the last block's rows of ``S``); when these estimates meet
-    ``N eps theta_1``, the residuals are recomputed explicitly before accepting.
-    At most ``max(20, N / (2 k))`` block products with ``H`` (``2 N^2 k`` flops
-    each; a dense subset solver's reduction to tridiagonal form costs about
-    ``4 N^3 / 3`` flops at BLAS-2 speed), so a slow start (a flat top of the
-    spectrum) wastes at most about the cost of the dense solver it falls back to.
-    """
-    N = H.shape[0]
-    k = r + max(16, r // 2)
-    max_products = max(20, N // (2 * k))
-    eps = np.finfo(np.float64).eps
-    X = np.linalg.qr(np.random.default_rng(0).standard_normal((N, k)))[0]
-    B, HB = np.empty((N, max_blocks * k)), np.empty((N, max_blocks * k))
-    T = np.empty((max_blocks * k, max_blocks * k))
-    products = 0
-    while products < max_products:
-        B[:, :k], HB[:, :k] = X, H @ X
-        T[:k, :k] = X.T @ HB[:, :k]
-        products, m = products + 1, k
-        while True:
-            Tm = T[:m, :m]
-            theta, S = scipy.linalg.eigh(0.5 * (Tm + Tm.T), subset_by_index=[m - k, m - 1],
-                                         check_finite=False)
-            theta, S = theta[::-1], S[:, ::-1]
-            tol = N * eps * abs(theta[0])
-            Z = HB[:, m - k:m] - B[:, :m] @ (B[:, :m].T @ HB[:, m - k:m])
-            if np.all(np.linalg.norm(Z @ S[m - k:, :r], axis=0) <= tol):
-                Y, HY = B[:, :m] @ S[:, :r], HB[:, :m] @ S[:, :r]
-                if np.all(np.linalg.norm(HY - Y * theta[:r], axis=0) <= tol):
-                    return Y
-            if m + k > B.shape[1] or products >= max_products:
-                X = np.linalg.qr(B[:, :m] @ S)[0]
-                break
-            B[:, m:m + k] = _orthonormal_complement(Z, B[:, :m])
-            HB[:, m:m + k] = H @ B[:, m:m + k]
-            T[:m + k, m:m + k] = B[:, :m + k].T @ HB[:, m:m + k]
-            T[m:m + k, :m] = T[:m, m:m + k].T
-            products, m = products + 1, m + k
-    return None
 
 
 def augmented_hessian(H: np.ndarray, L: np.ndarray) -> np.ndarray:

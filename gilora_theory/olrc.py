@@ -29,9 +29,10 @@ import numpy as np
 import scipy.linalg
 
 from . import _validation as _v
+from ._krylov import top_eigenpairs
 from .objective import HessianSpectrum, hessian_spectrum, resolve_lam
 
-__all__ = ["OLrCResult", "olrc", "range_tolerance"]
+__all__ = ["OLrCResult", "olrc", "range_tolerance", "SVD_ROUTES"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class OLrCResult:
     value : float
         Optimal damped objective ``sum_{i>r} a_i^2`` (undamped when ``lam = 0``).
     singular_values : (min(N, N_out),) ndarray
-        ``a_i``, descending.
+        ``a_i``, descending (``(r,)``, the top ``r`` only, when ``svd="partial"``
+        took its certified Krylov route).
     lam : float
         Absolute damping used.
     """
@@ -65,27 +67,69 @@ def range_tolerance(e: np.ndarray) -> float:
     return e.shape[0] * np.finfo(np.float64).eps * max(float(np.max(e)), 0.0)
 
 
-def _olrc(D: np.ndarray, spec: HessianSpectrum, r: int, lam: float):
-    """Kernel: optimal rank-r ``L, R`` for the residual ``D = W - Q``."""
+SVD_ROUTES = ("full", "partial")
+
+
+def _olrc(D: np.ndarray, spec: HessianSpectrum, r: int, lam: float, *, svd: str = "full"):
+    """Kernel: optimal rank-r ``L, R`` for the residual ``D = W - Q``.
+
+    ``svd="full"``: LAPACK's SVD of ``B``; ``a`` holds every singular value.
+    ``svd="partial"``: the top-r singular pairs of ``B`` only (:func:`_top_singular`),
+    with the dense route as fallback; ``a`` then holds ``a_1..a_r`` and the
+    value is the explicit residual ``||B - B V_r V_r^T||_F^2``.
+    """
     e = spec.eigvals + lam
     keep = e > range_tolerance(e)
     root = np.where(keep, np.sqrt(np.where(keep, e, 1.0)), 0.0)
     inv_root = np.where(keep, 1.0 / np.where(keep, root, 1.0), 0.0)
     V = spec.eigvecs
     B = root[:, None] * (V.T @ D)
-    Ub, a, Vt = scipy.linalg.svd(B, full_matrices=False, check_finite=False,
-                                 lapack_driver="gesdd")
-    Ub, Vt = Ub[:, :r], Vt[:r]
+    top = _top_singular(B, r) if svd == "partial" else None
+    if top is not None:
+        Ua, a, Vt = top                          # Ua = U_r diag(a_r) = B V_r
+        value = float(np.sum((B - Ua @ Vt) ** 2))
+    else:
+        Ub, a, Vt = scipy.linalg.svd(B, full_matrices=False, check_finite=False,
+                                     lapack_driver="gesdd")
+        Ua, Vt, value = Ub[:, :r] * a[:r], Vt[:r], float(np.sum(a[r:] ** 2))
     # Singular pairs are unique up to sign only; LAPACK's choice can change with the
     # BLAS thread count. Fix it: the largest-magnitude entry of each row of R is positive.
     sign = np.sign(Vt[np.arange(Vt.shape[0]), np.argmax(np.abs(Vt), axis=1)])
     sign[sign == 0] = 1.0
-    L = V @ (inv_root[:, None] * (Ub * (a[:r] * sign)))
-    return L, Vt * sign[:, None], float(np.sum(a[r:] ** 2)), a
+    L = V @ (inv_root[:, None] * (Ua * sign))
+    return L, Vt * sign[:, None], value, a
+
+
+def _top_singular(B: np.ndarray, r: int):
+    """``(B V_r, a_1..a_r, V_r^T)`` from the Gram operator of ``B``, or None.
+
+    Block Krylov on ``B^T B`` (or on ``B B^T`` when ``B`` is wide) with the
+    residual certificate of :func:`gilora_theory._krylov.top_eigenpairs`
+    (``n eps a_1^2``, ``n = min(B.shape)``); used when ``n >= 512`` and
+    ``r <= n / 64``, within ``n / k`` block products (``4 N N_out k`` flops each),
+    i.e. below the cost of the dense SVD. ``a_i = ||B v_i||``.
+    """
+    N, N_out = B.shape
+    n = min(N, N_out)
+    if r == 0 or n < 512 or 64 * r > n:
+        return None
+    k = r + max(16, r // 2)
+    wide = N < N_out
+    apply = (lambda X: B @ (B.T @ X)) if wide else (lambda X: B.T @ (B @ X))
+    found = top_eigenpairs(apply, n, r, max_blocks=n // (2 * k), max_products=n // k)
+    if found is None:
+        return None
+    Y = found[1]
+    if wide:                                     # Y = U_r: B^T U_r = V_r diag(a)
+        BtU = B.T @ Y
+        a = np.linalg.norm(BtU, axis=0)
+        return None if np.any(a == 0) else (Y * a, a, (BtU / a).T)
+    BV = B @ Y
+    return BV, np.linalg.norm(BV, axis=0), Y.T
 
 
 def olrc(W, Q, H, rank: int, *, damp: float = 0.01, lam: float | None = None,
-         spectrum: HessianSpectrum | None = None) -> OLrCResult:
+         spectrum: HessianSpectrum | None = None, svd: str = "full") -> OLrCResult:
     """Optimal rank-``rank`` compensation of ``W - Q`` under ``H_lam`` (Alg. 2 of [1]).
 
     Parameters
@@ -101,6 +145,14 @@ def olrc(W, Q, H, rank: int, *, damp: float = 0.01, lam: float | None = None,
         Absolute damping, overriding ``damp``; ``0`` gives the undamped optimum.
     spectrum : HessianSpectrum, optional
         Cached ``hessian_spectrum(H)``; computed if omitted.
+    svd : {"full", "partial"}, default "full"
+        ``"full"``: LAPACK's SVD of ``B`` (``singular_values`` holds every ``a_i``).
+        ``"partial"``: only the top-r singular pairs, by block Krylov on the Gram
+        operator of ``B``, accepted only with residuals ``<= n eps a_1^2``
+        (``n = min(N, N_out)``; otherwise the full SVD is used), for
+        ``min(N, N_out) >= 512`` and ``r <= min(N, N_out) / 64``. The value is
+        then the explicit residual ``||B - B V_r V_r^T||_F^2`` (exact to rounding
+        like the full route) and ``singular_values`` holds ``a_1..a_r`` only.
 
     Returns
     -------
@@ -112,11 +164,13 @@ def olrc(W, Q, H, rank: int, *, damp: float = 0.01, lam: float | None = None,
         raise ValueError(f"Q must have W's shape {W.shape}; got {Q.shape}")
     H = _v.check_hessian(H, W.shape[0])
     r = _v.check_rank(rank, *W.shape)
+    if svd not in SVD_ROUTES:
+        raise ValueError(f"svd must be one of {SVD_ROUTES}; got {svd!r}")
     lam = resolve_lam(H, damp, lam)
     spec = spectrum if spectrum is not None else hessian_spectrum(H)
     if spec.eigvecs.shape[0] != W.shape[0]:
         raise ValueError(f"spectrum is for N = {spec.eigvecs.shape[0]}, W has N = {W.shape[0]}")
     with np.errstate(over="ignore", invalid="ignore"):
-        L, R, value, a = _olrc(W - Q, spec, r, lam)
+        L, R, value, a = _olrc(W - Q, spec, r, lam, svd=svd)
     _v.check_finite_output("OLrC", "Rescale W and Q, or H.", L=L, R=R, value=value)
     return OLrCResult(L, R, value, a, lam)
