@@ -106,7 +106,20 @@ def top_eigenvectors(H: np.ndarray, r: int) -> np.ndarray:
     subspace is not unique and both routes return one valid choice.
     Each column's sign is fixed so that its largest-magnitude entry is positive
     (deterministic output; the Krylov start block has a fixed seed).
+
+    Parameters
+    ----------
+    H : (N, N) array_like
+        Symmetric positive semi-definite.
+    r : int
+        In [0, N].
     """
+    H = _v.check_hessian(H)
+    return _top_eigenvectors(H, _v.check_int("r", r, low=0, high=H.shape[0]))
+
+
+def _top_eigenvectors(H: np.ndarray, r: int) -> np.ndarray:
+    """Kernel of :func:`top_eigenvectors` (validated inputs)."""
     N = H.shape[0]
     if r == 0:
         return np.zeros((N, 0))
@@ -124,8 +137,24 @@ def top_eigenvectors(H: np.ndarray, r: int) -> np.ndarray:
     return V * np.sign(V[idx, np.arange(r)])
 
 
-def augmented_hessian(H: np.ndarray, L: np.ndarray) -> np.ndarray:
-    """``[[H, H L], [L^T H, L^T H L]]`` (Alg. 3 of [1]); exactly symmetric."""
+def augmented_hessian(H, L) -> np.ndarray:
+    """``[[H, H L], [L^T H, L^T H L]]`` (Alg. 3 of [1]); exactly symmetric.
+
+    Parameters
+    ----------
+    H : (N, N) array_like
+        Symmetric positive semi-definite.
+    L : (N, r) array_like
+    """
+    H = _v.check_hessian(H)
+    L = _v.as_matrix("L", L, allow_empty=True)
+    if L.shape[0] != H.shape[0]:
+        raise ValueError(f"L must have H's {H.shape[0]} rows; got shape {L.shape}")
+    return _augmented_hessian(H, L)
+
+
+def _augmented_hessian(H: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """Kernel of :func:`augmented_hessian` (validated inputs)."""
     HL = H @ L
     LHL = L.T @ HL
     LHL = 0.5 * (LHL + LHL.T)
@@ -191,7 +220,7 @@ def gilora(W, H, grid: Grid, rank: int, *, L=None, l_bits: int | None = None,
         raise ValueError(f"damp_from must be one of {DAMP_FROM}; got {damp_from!r}")
     if L is None:
         r = _v.check_rank(rank, *W.shape)
-        L = spectrum.top(r) if spectrum is not None else top_eigenvectors(H, r)
+        L = spectrum.top(r) if spectrum is not None else _top_eigenvectors(H, r)
     else:
         L = _v.as_matrix("L", L, allow_empty=True)
         if L.shape[0] != W.shape[0]:
@@ -203,7 +232,7 @@ def gilora(W, H, grid: Grid, rank: int, *, L=None, l_bits: int | None = None,
     Wd, Hd = _prepare(W, H, dead_channels)
     # The dead-channel H_ii := 1 goes into the N x N block only; the branch blocks use H
     # as given, so a dead row stays decoupled and R is the ridge solution for the real H.
-    H_aug = augmented_hessian(H, L)
+    H_aug = _augmented_hessian(H, L)
     H_aug[:W.shape[0], :W.shape[0]] = Hd
     if lam is None:
         alpha = _v.check_damp(damp)

@@ -172,7 +172,21 @@ def clipped_mask(grid: Grid, target: np.ndarray, Q: np.ndarray, rows=None) -> np
 
     ``target`` is the value that was rounded (``w~`` in GPTQ). A relative
     tolerance of 8 machine epsilons of the step absorbs rounding of exact ties.
+
+    Parameters
+    ----------
+    grid : Grid
+    target, Q : (n, N_out) array_like
+    rows : (n,) array_like of int, optional
+        Input-row index of each row (picks static groups); default ``0..n-1``.
     """
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid must be a Grid (see fit_grid); got {type(grid).__name__}")
+    target = _v.as_matrix("target", target)
+    Q = _v.as_matrix("Q", Q)
+    if Q.shape != target.shape or target.shape[1] != grid.step.shape[1]:
+        raise ValueError(f"target and Q must both be (n, {grid.step.shape[1]}) for this grid; "
+                         f"got {target.shape} and {Q.shape}")
     if rows is None:
         rows = np.arange(target.shape[0])
     half = grid.half_step(rows)

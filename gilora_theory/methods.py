@@ -32,7 +32,7 @@ import scipy.linalg
 from . import _validation as _v
 from .bidup import refine
 from .branch import quantize_after, quantize_branch
-from .gilora import gilora, top_eigenvectors
+from .gilora import _top_eigenvectors, gilora
 from .gptq import gptq
 from .grid import Grid, clipped_mask, fit_grid
 from .objective import Objective, _evaluate, hessian_spectrum, resolve_lam
@@ -83,10 +83,39 @@ def ridge_R(W, Q, H, L, lam: float) -> np.ndarray:
     """``R = (L^T H L + lam I)^{-1} L^T H (W - Q)``: the best ``R`` for a fixed ``L``.
 
     Minimises ``||X (W - Q - L R)||_F^2 + lam ||R||_F^2`` (normal equations).
+
+    Parameters
+    ----------
+    W, Q : (N, N_out) array_like
+    H : (N, N) array_like
+    L : (N, r) array_like
+    lam : float
+        Absolute ridge damping, ``>= 0``.
+
+    Raises
+    ------
+    NumericalError
+        If ``L^T H L + lam I`` is singular (``lam = 0`` and ``X L`` rank-deficient).
     """
+    W = _v.as_matrix("W", W)
+    Q = _v.as_matrix("Q", Q)
+    if Q.shape != W.shape:
+        raise ValueError(f"Q must have W's shape {W.shape}; got {Q.shape}")
+    H = _v.check_hessian(H, W.shape[0])
+    L = _v.as_matrix("L", L, allow_empty=True)
+    if L.shape[0] != W.shape[0]:
+        raise ValueError(f"L must have W's {W.shape[0]} rows; got shape {L.shape}")
+    return _ridge_R(W, Q, H, L, _v.check_float("lam", lam))
+
+
+def _ridge_R(W, Q, H, L, lam: float) -> np.ndarray:
+    """Kernel of :func:`ridge_R` (validated inputs)."""
     HL = H @ L
     K = L.T @ HL + lam * np.eye(L.shape[1])
-    return scipy.linalg.solve(K, HL.T @ (W - Q), assume_a="sym")
+    try:
+        return scipy.linalg.solve(K, HL.T @ (W - Q), assume_a="sym")
+    except np.linalg.LinAlgError as exc:
+        raise _v.NumericalError(f"L^T H L + lam I is singular ({exc}); use lam > 0") from None
 
 
 def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
@@ -196,8 +225,8 @@ def _then_olrc(first):
 
 def _gptq_ls(W, H, grid, r, *, lam, **kw):
     Q, _, _, clipped, _, info = _gptq(W, H, grid, r, **kw)
-    L = top_eigenvectors(H, r)
-    return Q, L, ridge_R(W, Q, H, L, lam), clipped, None, info
+    L = _top_eigenvectors(H, r)
+    return Q, L, _ridge_R(W, Q, H, L, lam), clipped, None, info
 
 
 def _refine(W, H, grid, r, *, lam, rounds, **kw):

@@ -72,9 +72,14 @@ API = {
                          lambda a: upper_bounds.factorised_bound(a["W"], a["H"], a["bits"],
                                                                  damp=a["damp"])),
     "exact_optimum": (("W", "H", "bits"), lambda a: exact.exact_optimum(a["W"], a["H"], a["bits"])),
+    "top_eigenvectors": (("H",), lambda a: gt.top_eigenvectors(a["H"], RANK)),
+    "augmented_hessian": (("H",), lambda a: gt.augmented_hessian(a["H"], np.eye(N)[:, :RANK])),
+    "ridge_R": (("W", "H"), lambda a: gt.ridge_R(a["W"], Q0, a["H"], np.eye(N)[:, :RANK], 0.1)),
+    "clipped_mask": (("W",), lambda a: gt.clipped_mask(GRID0, a["W"], Q0)),
 }
 # The name each function gives the argument in its messages (its own parameter name).
-RENAME = {"bid_up": {"W": "target"}, "damping": {"damp": "alpha"}, "psi_factor": {"H": "H_lam"}}
+RENAME = {"bid_up": {"W": "target"}, "damping": {"damp": "alpha"}, "psi_factor": {"H": "H_lam"},
+          "clipped_mask": {"W": "target"}}
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,8 @@ CASES = [
     Case("inf-X", "X", _with(X0, (0, 4), -np.inf), ValueError, ("finite", "-inf")),
     Case("nan-H", "H", _with(H0, (1, 1), np.nan), ValueError, ("finite", "nan")),
     Case("inf-H", "H", _with(H0, (3, 3), np.inf), ValueError, ("finite", "inf")),
-    Case("H-wrong-size", "H", H0[:-1, :-1], ValueError, (r"\(7, 7\)",), skip=("damping", "hessian_spectrum", "psi_factor")),
+    Case("H-wrong-size", "H", H0[:-1, :-1], ValueError, (r"\(7, 7\)",), skip=("damping", "hessian_spectrum", "psi_factor", "top_eigenvectors",
+               "augmented_hessian")),
     Case("H-not-square", "H", H0[:, :-1], ValueError, ("square", r"\(8, 7\)")),
     Case("X-wrong-columns", "X", X0[:, :-1], ValueError, ("shape", r"\(20, 7\)"),
          skip=("hessian",)),
@@ -274,6 +280,14 @@ def test_mismatched_factors():
         gt.gptq(W0[:, :-1], H0, GRID0)
     with pytest.raises(ValueError, match=r"exactly one of X .* or H"):
         gt.evaluate(W0, Q0, X=X0, H=H0)
+    with pytest.raises(ValueError, match=r"L must have H's 8 rows"):
+        gt.augmented_hessian(H0, np.ones((7, 1)))
+    with pytest.raises(ValueError, match=r"r must be in \[0, 8\]; got 9"):
+        gt.top_eigenvectors(H0, 9)
+    with pytest.raises(gt.NumericalError, match="singular.*lam > 0"):
+        gt.ridge_R(W0, Q0, H0, np.zeros((N, 1)), 0.0)
+    with pytest.raises(ValueError, match=r"target and Q must both be"):
+        gt.clipped_mask(GRID0, W0, Q0[:, :-1])
 
 
 # ---------------------------------------------------------------- command line
