@@ -1,0 +1,442 @@
+"""Performance benchmark of the numerical core: ``python -m gilora_theory.bench``.
+
+Every figure is a **ratio of two times measured in the same run** (the machine
+is shared and noisy); each repetition measures all of them once, and the median
+ratio is printed with its spread (min..max over repetitions) and a PASS/FAIL
+word against its target. The layer is synthetic and float64: ``H = X^T X`` of a
+power-law calibration matrix (singular values ``i^-1/2``, as real activations
+decay; :func:`gilora_theory.calibration.power_law`), Gaussian ``W`` (N x N),
+a 4-bit grid, ``r = 32``.
+
+Flop model (``N`` inputs, ``N'`` outputs, ``r`` rank, ``k`` Krylov block)
+--------------------------------------------------------------------------
+==================  ==============================================================
+matrix product      ``2 N^3`` (the machine's BLAS rate: ``A @ B``, two N x N)
+GPTQ                ``N^3 / 3`` Cholesky of ``J H_lam J`` + ``N^3 / 3`` triangular
+                    inverse + ``N^2 N'`` for the pass (``w~_s -= Psi_st eps_t``
+                    over ``s > t``): ``5/3 N^3`` at ``N = N'``
+row-by-row GPTQ     the same arithmetic, one rank-one update per row (BLAS-2);
+                    its factorisation is Cholesky + a triangular solve against I
+Bid-Up sweep        ``N^2 N'`` (the lower-triangular gradient updates a sweep needs)
+OLrC (partial)      ``2 N^2 N'`` for ``B = diag(sqrt(e + lam)) V^T D`` plus
+                    ``4 N N' k`` per Krylov product with the Gram operator of ``B``
+==================  ==============================================================
+
+Two kinds of time are reported: **algorithm** (the private kernels the public
+functions call: factorisation and pass, sweep, OLrC kernel; the layer is
+already validated) and **public call** (with the input validation at the public
+boundary, e.g. the positive semi-definiteness check of ``H``). The GPTQ rate,
+Bid-Up, OLrC and refinement targets are judged on algorithm times (the same
+kind on both sides of each ratio); GILoRA against GPTQ on public calls.
+
+Output: the target table on standard output, ``--out`` (default ``figures/``)
+receives ``bench_scaling.csv``, ``bench_scaling.png`` and ``bench_results.json``.
+The environment's BLAS settings are used as they are (``OPENBLAS_CORETYPE``
+and thread counts are reported, never changed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+
+from .bidup import _bid_up, _sweep, bid_up, refine
+from .calibration import calibration, weights
+from .gilora import gilora
+from .gptq import _run, gptq
+from .grid import fit_grid
+from .objective import hessian_spectrum
+from .olrc import _olrc, olrc
+
+__all__ = ["Target", "Layer", "make_layer", "naive_gptq", "measure", "scaling", "machine", "main"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One benchmark figure: ``ratio`` (median over repetitions) against ``limit``.
+
+    ``sense`` is ``"<="`` (a cost ratio), ``">="`` (a rate or speed-up ratio) or
+    ``"info"`` (no target: printed for information, never counted);
+    ``spread`` is ``(min, max)`` over repetitions.
+    """
+
+    name: str
+    ratio: float
+    spread: tuple
+    limit: float
+    sense: str
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """``ratio <= limit`` or ``ratio >= limit`` according to ``sense`` (True for info)."""
+        if self.sense == "info":
+            return True
+        return self.ratio <= self.limit if self.sense == "<=" else self.ratio >= self.limit
+
+    def line(self) -> str:
+        """One printed row: name, ratio, spread, target, verdict, note."""
+        lo, hi = self.spread
+        word = "INFO" if self.sense == "info" else ("PASS" if self.passed else "FAIL")
+        goal = "no target" if self.sense == "info" else f"target {self.sense} {self.limit:g}"
+        return (f"{word}  {self.name:<54s} {self.ratio:8.3f}  [{lo:.3f}..{hi:.3f}]  "
+                f"{goal}  {self.note}")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A benchmark layer: ``W`` (N x N'), ``H`` (N x N), grid, damping, cached spectrum."""
+
+    W: np.ndarray
+    H: np.ndarray
+    grid: object
+    lam: float
+    spec: object = None
+
+
+def make_layer(N: int, N_out: int | None = None, *, bits: int = 4, seed: int = 0,
+               spectrum: bool = True) -> Layer:
+    """Power-law calibration (singular values ``i^-1/2``), Gaussian ``W``, ``bits``-bit grid.
+
+    With ``spectrum`` the eigendecomposition of ``H`` is cached (setup, never timed).
+    """
+    N_out = N if N_out is None else N_out
+    H = calibration("power_law", N, N, exponent=0.5, rng=seed).H
+    H = 0.5 * (H + H.T)
+    W = weights("gaussian", N, N_out, rng=seed + 1)
+    return Layer(W, H, fit_grid(W, bits), 0.01 * float(np.mean(np.diag(H))),
+                 hessian_spectrum(H) if spectrum else None)
+
+
+def naive_gptq(W: np.ndarray, H_lam: np.ndarray, grid) -> np.ndarray:
+    """The straightforward GPTQ: ``Psi`` by Cholesky + triangular solve, one rank-one update per row."""
+    n = H_lam.shape[0]
+    C = scipy.linalg.cholesky(H_lam[::-1, ::-1], lower=True, check_finite=False)
+    Psi = scipy.linalg.solve_triangular(C, np.eye(n), lower=True, check_finite=False).T[::-1, ::-1]
+    Wt = W.copy()
+    Q = np.empty_like(W)
+    for t in range(n):
+        Q[t] = grid.quantize(Wt[t])
+        e = (Wt[t] - Q[t]) / Psi[t, t]
+        Wt[t + 1:] -= np.outer(Psi[t + 1:, t], e)
+    return Q
+
+
+def _clock(f, *args, **kwargs) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = f(*args, **kwargs)
+    return time.perf_counter() - t0, out
+
+
+def _gemm_time(N: int, rng) -> float:
+    A, B = rng.standard_normal((N, N)), rng.standard_normal((N, N))
+    return _clock(np.matmul, A, B)[0]
+
+
+def _gptq_algorithm(layer: Layer):
+    N = layer.W.shape[0]
+    return _run(layer.W, layer.H, layer.grid, N, lam=layer.lam, route="cholesky",
+                blocksize=128, act_order=False, damp_policy="raise")
+
+
+def _sweep_once(layer: Layer, Q0: np.ndarray, G: np.ndarray) -> float:
+    """Time of one ``_sweep`` from ``Q0`` with the gradient ``G (W - Q0)`` given."""
+    Q = Q0.copy()
+    Gr = G @ (layer.W - Q)
+    return _clock(_sweep, layer.W, Q, G, Gr, layer.grid, 128)[0]
+
+
+def _round_once(layer: Layer, Q0, G, spec, r: int) -> float:
+    """Time of one refinement round: OLrC (partial) then one Bid-Up sweep with its ``f``."""
+    Q = Q0.copy()
+    t0 = time.perf_counter()
+    L, R, _, _ = _olrc(layer.W - Q, spec, r, layer.lam, svd="partial")
+    _bid_up(layer.W - L @ R, Q, G, layer.grid, 1, 128)
+    return time.perf_counter() - t0
+
+
+def measure(layer: Layer, r: int, *, rng) -> dict:
+    """One repetition: every time (seconds) on ``layer``, same conditions for all."""
+    W, H, grid, lam = layer.W, layer.H, layer.grid, layer.lam
+    N = W.shape[0]
+    t = {"gemm": _gemm_time(N, rng)}
+    t["gptq_algorithm"], run = _clock(_gptq_algorithm, layer)
+    t["gptq_public"], res = _clock(gptq, W, H, grid, lam=lam)
+    t["gilora_public"], _ = _clock(gilora, W, H, grid, r, lam=lam)
+    G = H + lam * np.eye(N)
+    t["sweep_algorithm"] = _sweep_once(layer, res.Q, G)
+    t["bidup_public"], _ = _clock(bid_up, W, res.Q, H, grid, lam=lam, sweeps=1)
+    spec = layer.spec
+    t["olrc_algorithm"], _ = _clock(_olrc, W - res.Q, spec, r, lam, svd="partial")
+    t["olrc_public"], _ = _clock(olrc, W, res.Q, H, r, lam=lam, spectrum=spec, svd="partial")
+    t["round_algorithm"] = _round_once(layer, res.Q, G, spec, r)
+    t["refine_public"], _ = _clock(refine, W, H, grid, res.Q, r, rounds=1, lam=lam,
+                                   spectrum=spec)
+    if not np.array_equal(run[0], res.Q):
+        raise AssertionError("algorithm and public GPTQ disagree")
+    return t
+
+
+def _ratios(reps: list[dict], num: str, den: str, scale: float = 1.0) -> tuple[float, tuple]:
+    vals = [scale * rep[num] / rep[den] for rep in reps]
+    return float(np.median(vals)), (float(min(vals)), float(max(vals)))
+
+
+def core_targets(reps: list[dict], N: int, naive_time: float | None, naive_N: int) -> list[Target]:
+    """The timing targets of issue 6 from the repetitions (ratios within each repetition)."""
+    gptq_flops, gemm_flops = (5.0 / 3.0) * N ** 3, 2.0 * N ** 3
+    rate = gptq_flops / gemm_flops         # time ratio gemm/gptq times flop ratio = rate ratio
+    out = []
+    m, s = _ratios(reps, "gemm", "gptq_algorithm", rate)
+    out.append(Target(f"GPTQ {N} flop rate / BLAS matmul rate (algorithm)", m, s, 0.5, ">=",
+                      "flops 5/3 N^3"))
+    m, s = _ratios(reps, "gemm", "gptq_public", rate)
+    out.append(Target(f"GPTQ {N} flop rate / BLAS matmul rate (public call)", m, s, 0.5, ">=",
+                      "incl. input validation"))
+    if naive_time is not None:
+        scale = (N / naive_N) ** 3
+        vals = [naive_time * scale / rep["gptq_algorithm"] for rep in reps]
+        note = "measured at N" if naive_N == N else f"measured at {naive_N}, x(N/n)^3"
+        out.append(Target(f"row-by-row loop time / GPTQ time at {N}", float(np.median(vals)),
+                          (min(vals), max(vals)), 10.0, ">=", note))
+    for name, num, den, limit in [
+            ("GILoRA r=32 (V_r included) / GPTQ (public calls)", "gilora_public", "gptq_public", 2.0),
+            ("Bid-Up sweep / GPTQ (algorithm)", "sweep_algorithm", "gptq_algorithm", 1.5),
+            ("Bid-Up sweeps=1 / GPTQ (public calls)", "bidup_public", "gptq_public", None),
+            ("OLrC r=32 given eig(H) / GPTQ (algorithm)", "olrc_algorithm", "gptq_algorithm", 1.0),
+            ("OLrC r=32 given eig(H) / GPTQ (public calls)", "olrc_public", "gptq_public", None),
+            ("refinement round / GPTQ (algorithm)", "round_algorithm", "gptq_algorithm", 3.0),
+            ("refine rounds=1 (2 OLrC + 1 Bid-Up) / GPTQ (public)", "refine_public", "gptq_public",
+             None)]:
+        m, s = _ratios(reps, num, den)
+        out.append(Target(name, m, s, limit if limit is not None else float("nan"),
+                          "<=" if limit is not None else "info"))
+    return out
+
+
+_MEMORY_CHILD = r"""
+import json, resource, sys, tracemalloc
+import numpy as np
+d = np.load(sys.argv[1])
+W, H, r = d["W"], d["H"], int(d["r"])
+from gilora_theory import fit_grid, gilora
+grid = fit_grid(W, 4)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+tracemalloc.start()
+gilora(W, H, grid, r)
+traced = tracemalloc.get_traced_memory()[1]
+tracemalloc.stop()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"base": base, "peak": peak, "traced_peak": traced}))
+"""
+
+
+def memory(layer: Layer, r: int) -> tuple[Target, dict]:
+    """Peak resident memory of ``gilora`` in a fresh process against ``4 (|H| + |W| + |H_aug|)``.
+
+    ``ru_maxrss`` of the whole child process (interpreter, inputs and run);
+    ``tracemalloc`` reports the peak of the run's own Python/NumPy allocations.
+    """
+    N, N_out = layer.W.shape
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "layer.npz"
+        np.savez(path, W=layer.W, H=layer.H, r=r)
+        out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path)], check=True,
+                             capture_output=True, text=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    budget_bytes = layer.H.nbytes + layer.W.nbytes + 8 * (N + r) ** 2
+    ratio = got["peak"] / budget_bytes
+    got.update(budget_bytes=budget_bytes)
+    note = (f"peak RSS {got['peak'] / 2**20:.0f} MiB (before the run {got['base'] / 2**20:.0f}), "
+            f"traced {got['traced_peak'] / 2**20:.0f} MiB; |H|+|W|+|H_aug| "
+            f"{budget_bytes / 2**20:.0f} MiB")
+    return Target(f"GILoRA {N} r={r} peak RSS / (|H|+|W|+|H_aug|)", ratio, (ratio, ratio),
+                  4.0, "<=", note), got
+
+
+def exact_targets() -> list[Target]:
+    """Exact optimum: an r = 0 column (16 inputs, 3 bits) and enumeration speed for r = 1."""
+    from .exact import exact_optimum
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 16))
+    W = rng.standard_normal((16, 1)) / 4
+    t0, res = _clock(exact_optimum, W, X.T @ X, 3, 0, limit=2 ** 26)
+    out = [Target("exact r=0 column, N=16, 3 bits: seconds", t0, (t0, t0), 1.0, "<=",
+                  f"{res.nodes} nodes of {8 ** 16:.2e} candidates")]
+    X = rng.standard_normal((16, 5))
+    W = rng.standard_normal((5, 2))
+    t1, res = _clock(exact_optimum, W, X.T @ X, 2, 1, limit=2 ** 21)
+    rate = res.candidates / t1
+    out.append(Target("exact r=1 enumeration: candidates per second / 1e6", rate / 1e6,
+                      (rate / 1e6, rate / 1e6), 1.0, ">=",
+                      f"{res.candidates} candidates in {t1:.2f} s"))
+    return out
+
+
+def scaling(sizes, r: int, *, rng, reps4096: list[dict] | None = None) -> list[dict]:
+    """Rows ``(algorithm, N, seconds)``: one measurement per size (4096 reused if given)."""
+    rows = []
+    for N in sizes:
+        if N == 4096 and reps4096:
+            t = {k: float(np.median([rep[k] for rep in reps4096])) for k in reps4096[0]}
+        else:
+            t = measure(make_layer(N), min(r, N // 8), rng=rng)
+        for key in ("gptq_algorithm", "gilora_public", "sweep_algorithm", "olrc_algorithm",
+                    "round_algorithm", "gemm"):
+            rows.append({"algorithm": key, "N": N, "seconds": t[key]})
+    return rows
+
+
+def fitted_exponents(rows: list[dict]) -> dict:
+    """Least-squares slope of ``log t`` against ``log N`` per algorithm."""
+    out = {}
+    for alg in dict.fromkeys(row["algorithm"] for row in rows):
+        pts = [(row["N"], row["seconds"]) for row in rows if row["algorithm"] == alg]
+        if len(pts) >= 2:
+            x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
+            out[alg] = float(np.polyfit(x, y, 1)[0])
+    return out
+
+
+def write_scaling(rows: list[dict], out: Path) -> dict:
+    """``bench_scaling.csv`` (tidy) and ``bench_scaling.png`` (log-log, fitted exponents)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    slopes = fitted_exponents(rows)
+    table = pd.DataFrame(rows)
+    table["fitted_exponent"] = table["algorithm"].map(slopes)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "bench_scaling.csv", index=False)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for alg, grp in table.groupby("algorithm", sort=False):
+        ax.loglog(grp["N"], grp["seconds"], "o-", label=f"{alg} (slope {slopes.get(alg, 0):.2f})")
+    ax.set_xlabel("N = N' (float64)")
+    ax.set_ylabel("seconds")
+    ax.set_title("Time against layer size (r = min(32, N/8))")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "bench_scaling.png", dpi=120)
+    plt.close(fig)
+    return slopes
+
+
+def sweep_speedup(workers: int = 2) -> Target:
+    """Wall time of a small sweep with 1 worker process over ``workers`` processes (BLAS 1 thread each)."""
+    import concurrent.futures
+    import multiprocessing
+    from .experiments import run_sweep
+    config = {"name": "bench", "methods": ["gptq", "gilora", "refine"], "bits": [3],
+              "ranks": [0, 4, 8], "seeds": [0, 1, 2, 3], "options": {"rounds": 2},
+              "layers": [{"source": "synthetic", "name": "pl", "kind": "power_law", "m": 512,
+                          "N": 192, "N_out": 192, "params": {"exponent": 1.0},
+                          "weights": "gaussian"}]}
+    times = {}
+    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    os.environ.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    try:
+        for n in (1, workers):
+            with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ProcessPoolExecutor(
+                    n, mp_context=multiprocessing.get_context("spawn")) as pool:
+                list(pool.map(abs, range(n)))           # start the workers before timing
+                times[n] = _clock(run_sweep, config, Path(tmp) / "out", executor=pool)[0]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    s = times[1] / times[workers]
+    return Target(f"sweep speed-up with {workers} workers", s, (s, s), 1.5, ">=",
+                  f"{times[1]:.1f} s -> {times[workers]:.1f} s")
+
+
+def machine() -> dict:
+    """CPU, cores, BLAS and the BLAS environment variables in force."""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    cfg = np.show_config(mode="dicts")
+    blas = cfg.get("Build Dependencies", {}).get("blas", {})
+    env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                          "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "scipy": scipy.__version__,
+            "blas": f"{blas.get('name')} {blas.get('version')}", "env": env}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m gilora_theory.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--N", type=int, default=4096, help="layer size of the targets (N = N')")
+    p.add_argument("--rank", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--naive-n", type=int, default=None,
+                   help="size at which the row-by-row loop is timed (default N; 0 skips it)")
+    p.add_argument("--sizes", type=int, nargs="*", default=[512, 1024, 2048, 4096],
+                   help="sizes of the scaling table (none skips it)")
+    p.add_argument("--skip", nargs="*", default=[], choices=["memory", "exact", "sweep"])
+    p.add_argument("--out", type=Path, default=Path("figures"))
+    return p
+
+
+def main(argv=None) -> int:
+    """Run the benchmark; print the table; exit status 0 (a FAIL is a finding, not an error)."""
+    args = _parser().parse_args(argv)
+    rng = np.random.default_rng(0)
+    info = machine()
+    print(json.dumps(info))
+    layer = make_layer(args.N)
+    reps = [measure(layer, args.rank, rng=rng) for _ in range(args.repeats)]
+    naive_n = args.N if args.naive_n is None else args.naive_n
+    naive_time = None
+    if naive_n:
+        small = layer if naive_n == args.N else make_layer(naive_n, spectrum=False)
+        H_lam = small.H + small.lam * np.eye(naive_n)
+        naive_time, Qn = _clock(naive_gptq, small.W, H_lam, small.grid)
+        Qf = _gptq_algorithm(small)[0]
+        print(f"row-by-row loop at N={naive_n}: {naive_time:.1f} s; its Q differs from the "
+              f"blocked pass in {int(np.count_nonzero(Qn != Qf))} of {Qn.size} entries")
+    targets = core_targets(reps, args.N, naive_time, naive_n)
+    extra = {}
+    if "memory" not in args.skip:
+        tgt, extra["memory"] = memory(layer, args.rank)
+        targets.append(tgt)
+    if "exact" not in args.skip:
+        targets += exact_targets()
+    if "sweep" not in args.skip:
+        targets.append(sweep_speedup())
+    slopes = {}
+    if args.sizes:
+        rows = scaling(sorted(args.sizes), args.rank, rng=rng,
+                       reps4096=reps if args.N == 4096 else None)
+        slopes = write_scaling(rows, args.out)
+        print("fitted exponents (time ~ N^p):", json.dumps({k: round(v, 2) for k, v in slopes.items()}))
+    for tgt in targets:
+        print(tgt.line())
+    counted = [t for t in targets if t.sense != "info"]
+    print(f"targets met: {sum(t.passed for t in counted)} of {len(counted)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_results.json").write_text(json.dumps(
+        {"machine": info, "N": args.N, "rank": args.rank, "repetitions": reps,
+         "targets": [asdict(t) | {"passed": t.passed} for t in targets],
+         "fitted_exponents": slopes, **extra}, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

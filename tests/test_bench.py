@@ -1,0 +1,79 @@
+"""The benchmark runs end to end on a tiny layer, and its fast routes agree with dense ones.
+
+No timing is asserted (the machine is shared); the benchmark's numbers are
+printed by ``python -m gilora_theory.bench`` and recorded in the README.
+"""
+import json
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from gilora_theory import bench, gptq, olrc
+from gilora_theory._krylov import top_eigenpairs
+from gilora_theory.gilora import top_eigenvectors
+
+EPS = np.finfo(np.float64).eps
+
+
+def test_smoke_run_writes_table_figure_and_results(tmp_path, capsys):
+    status = bench.main(["--N", "64", "--rank", "4", "--repeats", "1", "--naive-n", "64",
+                         "--sizes", "32", "64", "--skip", "sweep", "--out", str(tmp_path)])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "flop rate" in out and "row-by-row" in out and "targets met:" in out
+    res = json.loads((tmp_path / "bench_results.json").read_text())
+    names = [t["name"] for t in res["targets"]]
+    assert any("peak RSS" in n for n in names) and any("exact r=1" in n for n in names)
+    assert all(np.isfinite(t["ratio"]) and t["ratio"] > 0 for t in res["targets"])
+    assert (tmp_path / "bench_scaling.png").stat().st_size > 0
+    table = (tmp_path / "bench_scaling.csv").read_text().splitlines()
+    assert table[0] == "algorithm,N,seconds,fitted_exponent" and len(table) == 1 + 2 * 6
+
+
+def test_row_by_row_loop_gives_the_blocked_q():
+    layer = bench.make_layer(96, 40, bits=3, spectrum=False)
+    H_lam = layer.H + layer.lam * np.eye(96)
+    naive = bench.naive_gptq(layer.W, H_lam, layer.grid)
+    for blocksize in (1, 5, 128):
+        fast = gptq(layer.W, layer.H, layer.grid, lam=layer.lam, blocksize=blocksize)
+        assert np.array_equal(naive, fast.Q)
+    other = bench.make_layer(96, 40, bits=3, seed=5, spectrum=False)
+    assert not np.array_equal(naive, bench.naive_gptq(other.W, H_lam, other.grid))
+
+
+@pytest.fixture(scope="module")
+def power_law_1024():
+    return bench.make_layer(1024, 8, spectrum=False).H
+
+
+def test_krylov_top_eigenvectors_match_the_dense_solver(power_law_1024):
+    H, N, r = power_law_1024, 1024, 8
+    e, V = scipy.linalg.eigh(H, subset_by_index=[N - r - 1, N - 1])
+    e, V = e[::-1], V[:, ::-1]
+    assert top_eigenpairs(lambda X: H @ X, N, r, max_blocks=10, max_products=40) is not None
+    Vk = top_eigenvectors(H, r)                        # N >= 1024, 64 r <= N: the Krylov route
+    gap = (e[r - 1] - e[r]) / e[0]
+    tol = 64 * N * EPS / gap
+    assert np.max(np.abs(Vk.T @ Vk - np.eye(r))) <= 64 * N * EPS
+    assert np.max(np.linalg.norm(V[:, :r] @ (V[:, :r].T @ Vk) - Vk, axis=0)) <= tol
+    assert np.all(np.abs(Vk).max(axis=0) == Vk.max(axis=0))     # sign convention
+    # negative case: one block product cannot certify the pairs, so the caller falls back
+    assert top_eigenpairs(lambda X: H @ X, N, r, max_blocks=10, max_products=1) is None
+
+
+def test_partial_olrc_matches_the_full_svd():
+    n, r = 1024, 8
+    layer = bench.make_layer(n, n, bits=3)
+    Q = gptq(layer.W, layer.H, layer.grid, lam=layer.lam).Q
+    full = olrc(layer.W, Q, layer.H, r, lam=layer.lam, spectrum=layer.spec, svd="full")
+    part = olrc(layer.W, Q, layer.H, r, lam=layer.lam, spectrum=layer.spec, svd="partial")
+    a = full.singular_values
+    assert part.singular_values.shape == (r,)          # the certified Krylov route was taken
+    assert abs(part.value - full.value) <= 64 * n * EPS * full.value
+    assert np.max(np.abs(part.singular_values - a[:r])) <= 64 * n * EPS * a[0]
+    gap = (a[r - 1] ** 2 - a[r] ** 2) / a[0] ** 2
+    M, Mp = full.L @ full.R, part.L @ part.R
+    assert np.max(np.abs(M - Mp)) <= 64 * n * EPS / gap * np.max(np.abs(M))
+    with pytest.raises(ValueError, match="svd must be one of"):
+        olrc(layer.W, Q, layer.H, r, lam=layer.lam, spectrum=layer.spec, svd="randomized")
