@@ -287,6 +287,8 @@ def test_extract_writes_every_layer_and_resumes(tmp_path):
         assert layer.name == name and layer.n_samples == 30 == entry["n_samples"]
         assert np.array_equal(layer.W, ta.weight_matrix(getattr(model, name)))
         assert np.array_equal(layer.H, cap.H[name]) and entry["group"] == first["layers"][name]["group"]
+        with np.load(tmp_path / entry["file"]) as z:  # float32 weights stored exactly as float32
+            assert z["W"].dtype == np.float32 and z["H"].dtype == np.float64
     stamp = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.npz")}
     again = ta.extract(model, batches, tmp_path, settings={"run": 1})
     assert again["skipped"] == sorted(first["layers"])
