@@ -193,7 +193,7 @@ def real_layers(*, quick: bool = True, live: bool = False) -> tuple[tuple, tuple
         try:
             layers += _live_layers(sequences=16 if quick else 64)
             notes.append(f"live MiniLM layers: calibration text sha256 {calibration_text().sha256}")
-        except ImportError as exc:
+        except (ImportError, OSError) as exc:  # torch/transformers missing, or model files unreadable
             notes.append(f"live MiniLM model skipped: {exc}")
     return tuple(layers), tuple(notes)
 
