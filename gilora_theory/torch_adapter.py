@@ -35,6 +35,7 @@ References
 from __future__ import annotations
 
 import copy
+import glob
 import hashlib
 import json
 import os
@@ -568,7 +569,14 @@ def extract(model: torch.nn.Module, batches, out, *, settings: dict, progress=No
 
 
 def _resume(out: Path, settings: dict, names: list) -> tuple:
-    """The manifest to continue from and the layers whose files are complete."""
+    """The manifest to continue from and the layers whose files are complete.
+
+    Temporary files a killed run left behind (``.<file>.*.tmp`` of
+    :func:`gilora_theory.io.atomic_write`) are removed.
+    """
+    for f in [f"{n}.npz" for n in names] + [MANIFEST]:
+        for stale in out.glob(f".{glob.escape(f)}.*.tmp"):
+            stale.unlink(missing_ok=True)
     fresh = {"format": "gilora-theory extract 1", "settings": settings, "versions": versions(),
              "complete": False, "groups": [], "layers": {}}
     try:

@@ -294,10 +294,12 @@ def test_extract_writes_every_layer_and_resumes(tmp_path):
     assert again["skipped"] == sorted(first["layers"])
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.npz")} == stamp
     (tmp_path / "up.npz").write_bytes((tmp_path / "up.npz").read_bytes()[:50])  # a torn file
+    (tmp_path / ".down.npz.k1ll3d.tmp").write_bytes(b"partial")  # what a killed writer leaves
     resumed = ta.extract(model, batches, tmp_path, settings={"run": 1})
     assert "up" not in resumed["skipped"] and len(resumed["skipped"]) == 4
     assert resumed["layers"] == first["layers"]  # same bits -> same file hashes
     assert json.loads((tmp_path / ta.MANIFEST).read_text())["layers"] == first["layers"]
+    assert not list(tmp_path.glob(".*.tmp"))
     other = ta.extract(model, batches, tmp_path, settings={"run": 2})
     assert other["skipped"] == []
 
