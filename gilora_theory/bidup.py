@@ -142,26 +142,27 @@ def bid_up(target, Q0, H, grid: Grid, *, damp: float = 0.01, lam: float | None =
     lam = resolve_lam(H, damp, lam) if use_damping else 0.0
     G = H + lam * np.eye(H.shape[0])
     with np.errstate(over="ignore", invalid="ignore"):
-        trace = _bid_up(T, Q, G, grid, sweeps, blocksize)
+        trace = _bid_up(T, Q, G, grid, sweeps, blocksize)[0]
     _v.check_finite_output("Bid-Up", "Rescale target and Q0, or H.", Q=Q, trace=trace)
     return BidUpResult(Q, np.array(trace), "H_lam" if use_damping else "H", lam)
 
 
-def _bid_up(T, Q, G, grid, sweeps, blocksize) -> list[float]:
-    """Kernel: ``sweeps`` sweeps on ``Q`` in place; returns ``f`` before and after each.
+def _bid_up(T, Q, G, grid, sweeps, blocksize, Gr=None) -> tuple[list[float], np.ndarray]:
+    """Kernel: ``sweeps`` sweeps on ``Q`` in place; ``f`` before and after each, and ``G (T - Q)``.
 
     ``f = tr(D^T G D)`` is evaluated afresh from ``D = T - Q`` after every sweep
-    (as ``_trace_quad``); the same product ``G D`` is the next sweep's gradient.
+    (as ``_trace_quad``); the same product ``G D`` is the next sweep's gradient
+    and is returned. ``Gr``, if given, is the starting gradient ``G (T - Q)``.
     """
     D = T - Q
-    Gr = G @ D
+    Gr = G @ D if Gr is None else Gr
     trace = [float(np.einsum("ij,ij->", D, Gr))]
     for _ in range(sweeps):
         _sweep(T, Q, G, Gr, grid, blocksize)
         np.subtract(T, Q, out=D)
         Gr = G @ D
         trace.append(float(np.einsum("ij,ij->", D, Gr)))
-    return trace
+    return trace, Gr
 
 
 def _check_grid(grid, W):
@@ -241,12 +242,15 @@ def refine(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1
     M0 = L0 @ R0 if L0 is not None and R0 is not None else 0.0
     with np.errstate(over="ignore", invalid="ignore"):
         trace, steps = [_trace_quad(G, W - Q - M0)], ["start"]
+        GD = G @ (W - Q)              # H_lam (W - Q), carried from round to round
         for _ in range(rounds):
-            L, R, value, _a = _olrc(W - Q, spec, r, lam, svd="partial")
-            f = _bid_up(W - L @ R, Q, G, grid, sweeps, blocksize)
+            L, R, value, _a = _olrc(W - Q, spec, r, lam, svd="partial", H=H, GD=GD)
+            GL = G @ L
+            f, Gr = _bid_up(W - L @ R, Q, G, grid, sweeps, blocksize, Gr=GD - GL @ R)
+            GD = Gr + GL @ R
             trace += [value, f[-1]]
             steps += ["olrc", "bidup"]
-        L, R, value, _a = _olrc(W - Q, spec, r, lam, svd="partial")
+        L, R, value, _a = _olrc(W - Q, spec, r, lam, svd="partial", H=H, GD=GD)
     trace.append(value)
     steps.append("olrc")
     _v.check_finite_output("the refinement loop", "Rescale W, or H.", Q=Q, L=L, R=R, trace=trace)

@@ -320,13 +320,16 @@ def _row_quantizer(grid: Grid, rows: np.ndarray):
 
 
 def _prepare(W: np.ndarray, H: np.ndarray, dead_channels: bool):
-    """Reference-GPTQ dead-channel convention: ``H_ii = 0`` -> ``H_ii := 1``, ``W_i := 0``."""
-    H = H.copy()
-    W = W.copy()
-    if dead_channels:
-        dead = np.diag(H) == 0
-        H[dead, dead] = 1.0
-        W[dead] = 0.0
+    """Reference-GPTQ dead-channel convention: ``H_ii = 0`` -> ``H_ii := 1``, ``W_i := 0``.
+
+    Copies only when a channel is dead (the callers never write to the arrays).
+    """
+    dead = (np.diag(H) == 0) if dead_channels else np.zeros(H.shape[0], dtype=bool)
+    if not dead.any():
+        return W, H
+    H, W = H.copy(), W.copy()
+    H[dead, dead] = 1.0
+    W[dead] = 0.0
     return W, H
 
 

@@ -70,16 +70,23 @@ def range_tolerance(e: np.ndarray) -> float:
 SVD_ROUTES = ("full", "partial")
 
 
-def _olrc(D: np.ndarray, spec: HessianSpectrum, r: int, lam: float, *, svd: str = "full"):
+def _olrc(D: np.ndarray, spec: HessianSpectrum, r: int, lam: float, *, svd: str = "full",
+          H: np.ndarray | None = None, GD: np.ndarray | None = None):
     """Kernel: optimal rank-r ``L, R`` for the residual ``D = W - Q``.
 
     ``svd="full"``: LAPACK's SVD of ``B``; ``a`` holds every singular value.
-    ``svd="partial"``: the top-r singular pairs of ``B`` only (:func:`_top_singular`),
-    with the dense route as fallback; ``a`` then holds ``a_1..a_r`` and the
-    value is the explicit residual ``||B - B V_r V_r^T||_F^2``.
+    ``svd="partial"``: the top-r singular pairs only, ``a = a_1..a_r``, with the
+    dense route as fallback. When ``H`` is given and ``H_lam`` is positive
+    definite, :func:`_olrc_gram` works from ``H`` alone (no ``B``); otherwise
+    :func:`_top_singular` decomposes ``B`` and the value is the explicit
+    residual ``||B - B V_r V_r^T||_F^2``. ``GD = H_lam D`` may be passed when known.
     """
     e = spec.eigvals + lam
     keep = e > range_tolerance(e)
+    if svd == "partial" and H is not None and keep.all():
+        found = _olrc_gram(D, H, r, lam, GD)
+        if found is not None:
+            return found
     root = np.where(keep, np.sqrt(np.where(keep, e, 1.0)), 0.0)
     inv_root = np.where(keep, 1.0 / np.where(keep, root, 1.0), 0.0)
     V = spec.eigvecs
@@ -92,12 +99,50 @@ def _olrc(D: np.ndarray, spec: HessianSpectrum, r: int, lam: float, *, svd: str 
         Ub, a, Vt = scipy.linalg.svd(B, full_matrices=False, check_finite=False,
                                      lapack_driver="gesdd")
         Ua, Vt, value = Ub[:, :r] * a[:r], Vt[:r], float(np.sum(a[r:] ** 2))
-    # Singular pairs are unique up to sign only; LAPACK's choice can change with the
-    # BLAS thread count. Fix it: the largest-magnitude entry of each row of R is positive.
-    sign = np.sign(Vt[np.arange(Vt.shape[0]), np.argmax(np.abs(Vt), axis=1)])
-    sign[sign == 0] = 1.0
+    sign = _signs(Vt)
     L = V @ (inv_root[:, None] * (Ua * sign))
     return L, Vt * sign[:, None], value, a
+
+
+def _signs(Vt: np.ndarray) -> np.ndarray:
+    """Singular pairs are unique up to sign only; LAPACK's choice can change with the
+    BLAS thread count. Fix it: the largest-magnitude entry of each row of R is positive."""
+    sign = np.sign(Vt[np.arange(Vt.shape[0]), np.argmax(np.abs(Vt), axis=1)])
+    sign[sign == 0] = 1.0
+    return sign
+
+
+def _olrc_gram(D: np.ndarray, H: np.ndarray, r: int, lam: float, GD: np.ndarray | None):
+    """Partial OLrC from ``H`` alone, for positive definite ``H_lam``; None if not certified.
+
+    ``B^T B = D^T H_lam D``: its top-r eigenvectors ``V_r`` (block Krylov with the
+    residual certificate of :func:`gilora_theory._krylov.top_eigenpairs`, products
+    ``X -> D^T (H (D X)) + lam D^T (D X)``, ``6 N N_out k`` flops each) are ``B``'s
+    right singular vectors, ``a_i = sqrt(theta_i)``, and
+    ``M* = H_lam^{-1/2} T_r(A) = D V_r V_r^T``: ``L = D V_r``, ``R = V_r^T``.
+    Value ``tr(E^T H_lam E)`` with ``E = D - L R``, from ``H_lam D`` (``GD``,
+    computed when not given): ``H_lam E = GD - (GD V_r) V_r^T``.
+    """
+    N, N_out = D.shape
+    if r == 0 or N_out < 512 or 64 * r > N_out or N_out > N:
+        return None
+    k = r + max(16, r // 2)
+
+    def apply(X):
+        DX = D @ X
+        return D.T @ (H @ DX + lam * DX)
+
+    found = top_eigenpairs(apply, N_out, r, max_blocks=N_out // (2 * k), max_products=N_out // k)
+    if found is None:
+        return None
+    theta, Vr = found
+    sign = _signs(Vr.T)
+    Vr = Vr * sign
+    GD = H @ D + lam * D if GD is None else GD
+    L = D @ Vr
+    E = D - L @ Vr.T
+    value = float(np.einsum("ij,ij->", E, GD - (GD @ Vr) @ Vr.T))
+    return L, Vr.T.copy(), value, np.sqrt(np.maximum(theta, 0.0))
 
 
 def _top_singular(B: np.ndarray, r: int):
@@ -148,11 +193,12 @@ def olrc(W, Q, H, rank: int, *, damp: float = 0.01, lam: float | None = None,
     svd : {"full", "partial"}, default "full"
         ``"full"``: LAPACK's SVD of ``B`` (``singular_values`` holds every ``a_i``).
         ``"partial"``: only the top-r singular pairs, by block Krylov on the Gram
-        operator of ``B``, accepted only with residuals ``<= n eps a_1^2``
-        (``n = min(N, N_out)``; otherwise the full SVD is used), for
-        ``min(N, N_out) >= 512`` and ``r <= min(N, N_out) / 64``. The value is
-        then the explicit residual ``||B - B V_r V_r^T||_F^2`` (exact to rounding
-        like the full route) and ``singular_values`` holds ``a_1..a_r`` only.
+        operator ``B^T B = D^T H_lam D`` (from ``H`` itself when ``H_lam`` is
+        positive definite, then ``L = D V_r``; else on ``B``), accepted only with
+        residuals ``<= n eps a_1^2`` (``n`` the Gram operator's order; otherwise
+        the full SVD is used), for ``n >= 512`` and ``r <= n / 64``. The value is
+        then the explicit residual ``tr(E^T H_lam E)``, ``E = D - L R`` (exact to
+        rounding like the full route) and ``singular_values`` holds ``a_1..a_r`` only.
 
     Returns
     -------
@@ -171,6 +217,6 @@ def olrc(W, Q, H, rank: int, *, damp: float = 0.01, lam: float | None = None,
     if spec.eigvecs.shape[0] != W.shape[0]:
         raise ValueError(f"spectrum is for N = {spec.eigvecs.shape[0]}, W has N = {W.shape[0]}")
     with np.errstate(over="ignore", invalid="ignore"):
-        L, R, value, a = _olrc(W - Q, spec, r, lam, svd=svd)
+        L, R, value, a = _olrc(W - Q, spec, r, lam, svd=svd, H=H)
     _v.check_finite_output("OLrC", "Rescale W and Q, or H.", L=L, R=R, value=value)
     return OLrCResult(L, R, value, a, lam)
