@@ -55,6 +55,7 @@ from .calibration import calibration, weights
 from .gilora import gilora
 from .gptq import _run, gptq
 from .grid import fit_grid
+from .io import atomic_write, save_npz
 from .objective import hessian_spectrum
 from .olrc import _olrc, olrc
 
@@ -258,7 +259,7 @@ def memory(layer: Layer, r: int) -> tuple[Target, dict]:
     N, N_out = layer.W.shape
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "layer.npz"
-        np.savez(path, W=layer.W, H=layer.H, r=r)
+        save_npz(path, W=layer.W, H=layer.H, r=r)
         out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path)], check=True,
                              capture_output=True, text=True)
     got = json.loads(out.stdout.strip().splitlines()[-1])
@@ -326,7 +327,8 @@ def write_scaling(rows: list[dict], out: Path) -> dict:
     table = pd.DataFrame(rows)
     table["fitted_exponent"] = table["algorithm"].map(slopes)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "bench_scaling.csv", index=False)
+    with atomic_write(out / "bench_scaling.csv", "w") as f:
+        table.to_csv(f, index=False)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for alg, grp in table.groupby("algorithm", sort=False):
         ax.loglog(grp["N"], grp["seconds"], "o-", label=f"{alg} (slope {slopes.get(alg, 0):.2f})")
@@ -336,7 +338,8 @@ def write_scaling(rows: list[dict], out: Path) -> dict:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "bench_scaling.png", dpi=120)
+    with atomic_write(out / "bench_scaling.png") as f:
+        fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
     return slopes
 
@@ -439,10 +442,11 @@ def main(argv=None) -> int:
     counted = [t for t in targets if t.sense != "info"]
     print(f"targets met: {sum(t.passed for t in counted)} of {len(counted)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_results.json").write_text(json.dumps(
-        {"machine": info, "N": args.N, "rank": args.rank, "repetitions": reps,
-         "targets": [asdict(t) | {"passed": t.passed} for t in targets],
-         "fitted_exponents": slopes, **extra}, indent=1, default=float))
+    with atomic_write(args.out / "bench_results.json", "w") as f:
+        f.write(json.dumps(
+            {"machine": info, "N": args.N, "rank": args.rank, "repetitions": reps,
+             "targets": [asdict(t) | {"passed": t.passed} for t in targets],
+             "fitted_exponents": slopes, **extra}, indent=1, default=float))
     return 0
 
 
