@@ -51,7 +51,7 @@ def test_zero_exactly_when_J_at_most_one(kw):
             assert lower_bound(**kw) > 0
 
 
-@settings(max_examples=scaled(400))
+@settings(max_examples=scaled(2000))
 @given(bound_args(), st.integers(1, 4), st.integers(1, 4), st.floats(1.01, 10.0))
 def test_monotone_decreasing_in_bits_rank_rho(kw, db, dr, frho):
     base = log_lower_bound(**kw)

@@ -271,7 +271,7 @@ def test_cor39_with_the_hessian_lam_reading(layer, data):
 
 # ------------------------------------------------------- factorised form g(b) h(r)
 
-@settings(max_examples=scaled(300))
+@settings(max_examples=scaled(2000))
 @given(calibration(min_n=1, max_n=8), st.integers(1, 8), st.sampled_from([1e-3, 1e-2, 0.3, 2.0]),
        st.sampled_from(["hessian", "augmented"]), st.data())
 def test_h_convex_and_minimised_at_r_star(calib, bits, damp, damp_from, data):
