@@ -133,6 +133,11 @@ def naive_gptq(W: np.ndarray, H_lam: np.ndarray, grid) -> np.ndarray:
     return Q
 
 
+def _note(msg: str) -> None:
+    """Progress on standard error (the results go to standard output)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def _clock(f, *args, **kwargs) -> tuple[float, object]:
     t0 = time.perf_counter()
     out = f(*args, **kwargs)
@@ -234,27 +239,31 @@ def core_targets(reps: list[dict], N: int, naive_time: float | None, naive_N: in
 
 
 _MEMORY_CHILD = r"""
-import json, resource, sys, tracemalloc
+import json, sys, tracemalloc
 import numpy as np
+def hwm():  # peak resident set of this process image (VmHWM; exec resets it, unlike ru_maxrss)
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmHWM"))
 d = np.load(sys.argv[1])
 W, H, r = d["W"], d["H"], int(d["r"])
 from gilora_theory import fit_grid, gilora
 grid = fit_grid(W, 4)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+base = hwm()
 tracemalloc.start()
 gilora(W, H, grid, r)
 traced = tracemalloc.get_traced_memory()[1]
 tracemalloc.stop()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"base": base, "peak": peak, "traced_peak": traced}))
+print(json.dumps({"base": base, "peak": hwm(), "traced_peak": traced}))
 """
 
 
 def memory(layer: Layer, r: int) -> tuple[Target, dict]:
     """Peak resident memory of ``gilora`` in a fresh process against ``4 (|H| + |W| + |H_aug|)``.
 
-    ``ru_maxrss`` of the whole child process (interpreter, inputs and run);
-    ``tracemalloc`` reports the peak of the run's own Python/NumPy allocations.
+    The peak resident set (``VmHWM`` of ``/proc/self/status``; ``ru_maxrss`` would
+    keep the parent's peak across ``exec``) of the whole child process:
+    interpreter, libraries, the inputs and the run. ``tracemalloc`` reports the
+    peak of the run's own Python/NumPy allocations. Linux only.
     """
     N, N_out = layer.W.shape
     with tempfile.TemporaryDirectory() as tmp:
@@ -411,11 +420,17 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     info = machine()
     print(json.dumps(info))
+    _note(f"building the {args.N} x {args.N} layer and its spectrum (setup)")
     layer = make_layer(args.N)
-    reps = [measure(layer, args.rank, rng=rng) for _ in range(args.repeats)]
+    reps = []
+    for i in range(args.repeats):
+        _note(f"repetition {i + 1} of {args.repeats}")
+        reps.append(measure(layer, args.rank, rng=rng))
+        _note(json.dumps({k: round(v, 3) for k, v in reps[-1].items()}))
     naive_n = args.N if args.naive_n is None else args.naive_n
     naive_time = None
     if naive_n:
+        _note(f"row-by-row loop at N = {naive_n}")
         small = layer if naive_n == args.N else make_layer(naive_n, spectrum=False)
         H_lam = small.H + small.lam * np.eye(naive_n)
         naive_time, Qn = _clock(naive_gptq, small.W, H_lam, small.grid)
@@ -425,6 +440,7 @@ def main(argv=None) -> int:
     targets = core_targets(reps, args.N, naive_time, naive_n)
     extra = {}
     if "memory" not in args.skip:
+        _note("memory (subprocess)")
         tgt, extra["memory"] = memory(layer, args.rank)
         targets.append(tgt)
     if "exact" not in args.skip:
@@ -433,6 +449,7 @@ def main(argv=None) -> int:
         targets.append(sweep_speedup())
     slopes = {}
     if args.sizes:
+        _note(f"scaling table {sorted(args.sizes)}")
         rows = scaling(sorted(args.sizes), args.rank, rng=rng,
                        reps4096=reps if args.N == 4096 else None)
         slopes = write_scaling(rows, args.out)
