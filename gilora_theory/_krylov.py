@@ -79,13 +79,14 @@ def top_eigenpairs(apply: Callable[[np.ndarray], np.ndarray], n: int, r: int, *,
         T[:k, :k] = X.T @ AB[:, :k]
         products, m, checked = products + 1, k, 0
         while True:
-            if m >= checked + max(k, int(_GROWTH * checked)) or m + k > cap or products >= max_products:
+            full = m + k > cap or products >= max_products
+            if m >= checked + max(k, int(_GROWTH * checked)) or full:
                 checked = m
                 found = _ritz(B[:, :m], AB[:, :m], T[:m, :m], k, r, n * eps)
                 if found[0] is not None:
                     return found[0], found[1]
                 S = found[2]
-            if m + k > cap or products >= max_products:
+            if full:
                 X = np.linalg.qr(B[:, :m] @ S)[0]
                 break
             Z = AB[:, m - k:m] - B[:, :m] @ (B[:, :m].T @ AB[:, m - k:m])

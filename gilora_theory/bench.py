@@ -120,7 +120,7 @@ def make_layer(N: int, N_out: int | None = None, *, bits: int = 4, seed: int = 0
 
 
 def naive_gptq(W: np.ndarray, H_lam: np.ndarray, grid) -> np.ndarray:
-    """The straightforward GPTQ: ``Psi`` by Cholesky + triangular solve, one rank-one update per row."""
+    """Straightforward GPTQ: Psi by Cholesky and a triangular solve, one rank-one update per row."""
     n = H_lam.shape[0]
     C = scipy.linalg.cholesky(H_lam[::-1, ::-1], lower=True, check_finite=False)
     Psi = scipy.linalg.solve_triangular(C, np.eye(n), lower=True, check_finite=False).T[::-1, ::-1]
@@ -224,7 +224,8 @@ def core_targets(reps: list[dict], N: int, naive_time: float | None, naive_N: in
         out.append(Target(f"row-by-row loop time / GPTQ time at {N}", float(np.median(vals)),
                           (min(vals), max(vals)), 10.0, ">=", note))
     for name, num, den, limit in [
-            ("GILoRA r=32 (V_r included) / GPTQ (public calls)", "gilora_public", "gptq_public", 2.0),
+            ("GILoRA r=32 (V_r included) / GPTQ (public calls)", "gilora_public", "gptq_public",
+             2.0),
             ("Bid-Up sweep / GPTQ (algorithm)", "sweep_algorithm", "gptq_algorithm", 1.5),
             ("Bid-Up sweeps=1 / GPTQ (public calls)", "bidup_public", "gptq_public", None),
             ("OLrC r=32 given eig(H) / GPTQ (algorithm)", "olrc_algorithm", "gptq_algorithm", 1.0),
@@ -354,7 +355,7 @@ def write_scaling(rows: list[dict], out: Path) -> dict:
 
 
 def sweep_speedup(workers: int = 2) -> Target:
-    """Wall time of a small sweep with 1 worker process over ``workers`` processes (BLAS 1 thread each)."""
+    """Sweep wall time with 1 worker process over that with ``workers`` (BLAS 1 thread each)."""
     import concurrent.futures
     import multiprocessing
     from .experiments import run_sweep
@@ -388,7 +389,8 @@ def machine() -> dict:
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f
+                        if ln.startswith("model name")), cpu)
     except OSError:
         pass
     cfg = np.show_config(mode="dicts")
@@ -401,7 +403,8 @@ def machine() -> dict:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m gilora_theory.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m gilora_theory.bench",
+                                description="Performance targets as same-run time ratios.")
     p.add_argument("--N", type=int, default=4096, help="layer size of the targets (N = N')")
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
@@ -453,7 +456,8 @@ def main(argv=None) -> int:
         rows = scaling(sorted(args.sizes), args.rank, rng=rng,
                        reps4096=reps if args.N == 4096 else None)
         slopes = write_scaling(rows, args.out)
-        print("fitted exponents (time ~ N^p):", json.dumps({k: round(v, 2) for k, v in slopes.items()}))
+        print("fitted exponents (time ~ N^p):",
+              json.dumps({k: round(v, 2) for k, v in slopes.items()}))
     for tgt in targets:
         print(tgt.line())
     counted = [t for t in targets if t.sense != "info"]
