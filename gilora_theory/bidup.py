@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _validation as _v
 from .gptq import _LEAF, _row_quantizer, _split, _sub_matmul
-from .grid import Grid
+from .grid import Grid, check_grid
 from .objective import HessianSpectrum, _trace_quad, hessian_spectrum, resolve_lam
 from .olrc import _olrc
 
@@ -136,7 +136,7 @@ def bid_up(target, Q0, H, grid: Grid, *, damp: float = 0.01, lam: float | None =
     if Q.shape != T.shape:
         raise ValueError(f"Q0 must have target's shape {T.shape}; got {Q.shape}")
     H = _v.check_hessian(H, T.shape[0])
-    _check_grid(grid, T)
+    check_grid(grid, T)
     sweeps = _v.check_int("sweeps", sweeps, low=0)
     blocksize = _v.check_int("blocksize", blocksize, low=1)
     lam = resolve_lam(H, damp, lam) if use_damping else 0.0
@@ -163,13 +163,6 @@ def _bid_up(T, Q, G, grid, sweeps, blocksize, Gr=None) -> tuple[list[float], np.
         Gr = G @ D
         trace.append(float(np.einsum("ij,ij->", D, Gr)))
     return trace, Gr
-
-
-def _check_grid(grid, W):
-    if not isinstance(grid, Grid):
-        raise TypeError(f"grid must be a Grid (see fit_grid); got {type(grid).__name__}")
-    if grid.step.shape[1] != W.shape[1]:
-        raise ValueError(f"grid has {grid.step.shape[1]} columns but W has {W.shape[1]}")
 
 
 @dataclass(frozen=True)
@@ -233,7 +226,7 @@ def refine(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1
     if Q.shape != W.shape:
         raise ValueError(f"Q0 must have W's shape {W.shape}; got {Q.shape}")
     H = _v.check_hessian(H, W.shape[0])
-    _check_grid(grid, W)
+    check_grid(grid, W)
     r = _v.check_rank(rank, *W.shape)
     rounds = _v.check_int("rounds", rounds, low=0)
     lam = resolve_lam(H, damp, lam)

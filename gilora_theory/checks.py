@@ -57,7 +57,7 @@ from . import _validation as _v
 from .bidup import bid_up
 from .gilora import GILoRAResult, augmented_hessian, gilora, schur_complement
 from .gptq import GPTQResult, gptq, psi_factor
-from .grid import Grid
+from .grid import Grid, check_grid
 from .objective import evaluate, hessian
 from .olrc import olrc
 
@@ -157,13 +157,6 @@ def _damped(H: np.ndarray, lam: float) -> np.ndarray:
 
 def _quad(G: np.ndarray, D: np.ndarray) -> float:
     return float(np.einsum("ij,ij->", D, G @ D))
-
-
-def _check_grid(grid, W):
-    if not isinstance(grid, Grid):
-        raise TypeError(f"grid must be a Grid (see fit_grid); got {type(grid).__name__}")
-    if grid.step.shape[1] != W.shape[1]:
-        raise ValueError(f"grid has {grid.step.shape[1]} columns but W has {W.shape[1]}")
 
 
 def _check_result(result, W):
@@ -453,7 +446,7 @@ def check_schur_gptq(W, H, grid: Grid, result: GILoRAResult, *,
     """
     W = _v.as_matrix("W", W)
     H = _v.check_hessian(H, W.shape[0])
-    _check_grid(grid, W)
+    check_grid(grid, W)
     if not isinstance(result, GILoRAResult):
         raise TypeError(f"result must be a GILoRAResult; got {type(result).__name__}")
     Wd, Hd = _prepared(W, H, dead_channels)
@@ -609,7 +602,7 @@ def check_bidup_argmin(target, Q0, H, grid: Grid, *, lam: float, rows=None) -> C
     Q0 = _v.as_matrix("Q0", Q0)
     H = _v.check_hessian(H, T.shape[0])
     lam = _v.check_float("lam", lam)
-    _check_grid(grid, T)
+    check_grid(grid, T)
     res = bid_up(T, Q0, H, grid, lam=lam, sweeps=1)
     G = _damped(H, lam)
     N = T.shape[0]
@@ -708,7 +701,7 @@ def check_scaling(W, X, grid: Grid, c: float, *, rank: int = 0, damp: float = 0.
     W = _v.as_matrix("W", W)
     X = _v.as_matrix("X", X)
     c = _v.check_float("c", c, low=0.0, low_open=True)
-    _check_grid(grid, W)
+    check_grid(grid, W)
     runs, L = [], None
     for Xs in (X, c * X):
         H = hessian(Xs)

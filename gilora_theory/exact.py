@@ -328,7 +328,6 @@ def _columns(W, H, Rm, lv, method, limit, batch):
     value, examined, nodes = 0.0, 0, 0
     if method == "enumerate":
         _count(K, N, limit, "candidate columns", copies=N_out)
-    rows = Rm.tolist()
     if method == "sphere":
         p = _search_order(H)
         Rp = _root(H[np.ix_(p, p)])

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.linalg
 
 from . import _validation as _v
-from .grid import Grid
+from .grid import Grid, check_grid
 from .objective import resolve_lam
 
 __all__ = ["GPTQResult", "gptq", "psi_factor", "ROUTES"]
@@ -361,10 +361,7 @@ def _run(W_aug: np.ndarray, H_aug: np.ndarray, grid: Grid, n_quant: int, *, lam:
 def _check_common(W, H, grid, blocksize, route, damp_policy):
     W = _v.as_matrix("W", W)
     H = _v.check_hessian(H, W.shape[0])
-    if not isinstance(grid, Grid):
-        raise TypeError(f"grid must be a Grid (see fit_grid); got {type(grid).__name__}")
-    if grid.step.shape[1] != W.shape[1]:
-        raise ValueError(f"grid has {grid.step.shape[1]} columns but W has {W.shape[1]}")
+    check_grid(grid, W)
     _v.check_int("blocksize", blocksize, low=1)
     if route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES}; got {route!r}")

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _validation as _v
 
-__all__ = ["Grid", "fit_grid", "clipped_mask"]
+__all__ = ["Grid", "fit_grid", "clipped_mask", "check_grid"]
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,20 @@ def fit_grid(W, bits: int, *, beta: float = 1.0, bounded: bool = True,
             f"fitting the grid underflowed: a column of W spans {np.min(np.ptp(W, axis=0)):.3g}, "
             f"too small for a {bits}-bit step in float64. Rescale W (Q scales with W).")
     return Grid(step, zero, bits, beta, bool(bounded), groupsize)
+
+
+def check_grid(grid, W: np.ndarray, name: str = "W") -> None:
+    """Raise unless ``grid`` is a :class:`Grid` whose columns (and static groups) fit ``W``.
+
+    Validation helper for public boundaries (``W`` already validated).
+    """
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid must be a Grid (see fit_grid); got {type(grid).__name__}")
+    if grid.step.shape[1] != W.shape[1]:
+        raise ValueError(f"grid has {grid.step.shape[1]} columns but {name} has {W.shape[1]}")
+    if grid.groupsize is not None and grid.step.shape[0] != -(-W.shape[0] // grid.groupsize):
+        raise ValueError(f"grid has {grid.step.shape[0]} static groups of {grid.groupsize} rows, "
+                         f"but {name} has {W.shape[0]} rows; fit the grid to {name}")
 
 
 def clipped_mask(grid: Grid, target: np.ndarray, Q: np.ndarray, rows=None) -> np.ndarray:

@@ -89,7 +89,7 @@ import scipy.linalg
 from . import _validation as _v
 from .gilora import DAMP_FROM, GILoRAResult, augmented_hessian, gilora
 from .gptq import GPTQResult, gptq
-from .grid import Grid, fit_grid
+from .grid import Grid, check_grid, fit_grid
 from .lower_bounds import lower_bound
 from .objective import resolve_lam
 
@@ -242,10 +242,7 @@ def row_constants(grid: Grid, N: int) -> np.ndarray:
 def _check_run(W, H, grid, run):
     W = _v.as_matrix("W", W)
     H = _v.check_hessian(H, W.shape[0])
-    if not isinstance(grid, Grid):
-        raise TypeError(f"grid must be a Grid (see fit_grid); got {type(grid).__name__}")
-    if grid.step.shape[1] != W.shape[1]:
-        raise ValueError(f"grid has {grid.step.shape[1]} columns but W has {W.shape[1]}")
+    check_grid(grid, W)
     if not isinstance(run, (GPTQResult, GILoRAResult)):
         raise TypeError(f"run must be a GPTQResult or GILoRAResult; got {type(run).__name__}")
     if run.Q.shape != W.shape:

@@ -9,7 +9,6 @@ would otherwise choose differently).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import subprocess
 import sys

@@ -151,3 +151,18 @@ def test_negative_beta_below_one_does_clip():
     W = np.linspace(-1.0, 1.0, 9)[:, None]
     g = fit_grid(W, 2, beta=0.5)
     assert clipped_mask(g, W, g.quantize(W)).any()
+
+
+def test_check_grid_refuses_a_grid_fitted_to_another_shape():
+    """A grid's columns and static groups must fit the W it is used with."""
+    from gilora_theory.grid import check_grid
+
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((8, 3))
+    check_grid(fit_grid(W, 3, groupsize=4), W)  # fits: no error
+    with pytest.raises(ValueError, match="static groups"):
+        check_grid(fit_grid(W, 3, groupsize=4), rng.standard_normal((12, 3)))
+    with pytest.raises(ValueError, match="columns"):
+        check_grid(fit_grid(W, 3), rng.standard_normal((8, 4)))
+    with pytest.raises(TypeError, match="grid must be a Grid"):
+        check_grid("3 bits", W)
