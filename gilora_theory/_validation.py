@@ -9,6 +9,7 @@ import numbers
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 
 __all__ = [
     "NumericalError", "as_matrix", "check_bits", "check_beta", "check_int",
@@ -140,11 +141,10 @@ def check_hessian(H, N: int | None = None, *, name: str = "H", psd: bool = True)
 
 def _is_psd(H: np.ndarray, tol: float) -> bool:
     """Cheap sufficient test: Cholesky of ``H + tol I`` succeeds."""
-    try:
-        scipy.linalg.cholesky(H + tol * np.eye(H.shape[0]), lower=True, check_finite=False)
-        return True
-    except np.linalg.LinAlgError:
-        return False
+    A = H.copy(order="F")
+    A.flat[::A.shape[0] + 1] += tol
+    _, info = scipy.linalg.lapack.dpotrf(A, lower=1, overwrite_a=1, clean=0)
+    return info == 0
 
 
 def check_finite_output(what: str, hint: str, **outputs) -> None:
