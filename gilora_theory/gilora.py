@@ -31,7 +31,7 @@ import scipy.linalg
 from . import _validation as _v
 from ._krylov import top_eigenpairs
 from .grid import Grid, fit_grid
-from .gptq import _check_common, _prepare, _run
+from .gptq import PassSummary, _check_common, _prepare, _run
 from .objective import HessianSpectrum
 
 __all__ = ["GILoRAResult", "gilora", "augmented_hessian", "schur_complement",
@@ -41,7 +41,7 @@ DAMP_FROM = ("augmented", "hessian")
 
 
 @dataclass(frozen=True)
-class GILoRAResult:
+class GILoRAResult(PassSummary):
     """Output of :func:`gilora`.
 
     Attributes
@@ -78,16 +78,6 @@ class GILoRAResult:
     perm: np.ndarray
     L_grid: Grid | None
     damp_from: str
-
-    @property
-    def step_sum(self) -> float:
-        """``sum_t step_terms[t]`` (= the damped augmented error)."""
-        return float(np.sum(self.step_terms))
-
-    @property
-    def n_clipped(self) -> int:
-        """Number of clipped entries."""
-        return int(np.count_nonzero(self.clipped))
 
 
 def top_eigenvectors(H: np.ndarray, r: int) -> np.ndarray:

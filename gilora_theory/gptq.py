@@ -36,8 +36,26 @@ __all__ = ["GPTQResult", "gptq", "psi_factor", "ROUTES"]
 ROUTES = ("cholesky", "eig")
 
 
+class PassSummary:
+    """Summaries shared by the results of an Alg. 1 pass (GPTQ and GILoRA).
+
+    Needs ``step_terms`` and ``clipped`` attributes.
+    """
+
+    @property
+    def step_sum(self) -> float:
+        """``sum_t step_terms[t]``: the damped (for GILoRA, damped augmented)
+        error, by the loss identity."""
+        return float(np.sum(self.step_terms))
+
+    @property
+    def n_clipped(self) -> int:
+        """Number of clipped entries."""
+        return int(np.count_nonzero(self.clipped))
+
+
 @dataclass(frozen=True)
-class GPTQResult:
+class GPTQResult(PassSummary):
     """Output of :func:`gptq`.
 
     Attributes
@@ -66,16 +84,6 @@ class GPTQResult:
     clipped: np.ndarray
     perm: np.ndarray
     route: str
-
-    @property
-    def step_sum(self) -> float:
-        """``sum_t step_terms[t]`` (= damped error by the loss identity)."""
-        return float(np.sum(self.step_terms))
-
-    @property
-    def n_clipped(self) -> int:
-        """Number of clipped entries."""
-        return int(np.count_nonzero(self.clipped))
 
 
 def psi_factor(H_lam, *, route: str = "cholesky") -> np.ndarray:
