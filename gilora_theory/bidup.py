@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validation as _v
-from .gptq import _LEAF, _row_quantizer, _split, _sub_matmul
+from .gptq import _forward_blocked, _row_quantizer
 from .grid import Grid, check_grid
 from .objective import HessianSpectrum, _trace_quad, hessian_spectrum, resolve_lam
 from .olrc import _olrc
@@ -77,31 +77,19 @@ def _sweep(T: np.ndarray, Q: np.ndarray, G: np.ndarray, Gr: np.ndarray, grid: Gr
     c = np.empty(N_out)
     diag = np.diagonal(G)
 
-    def process(i1, a, b):
-        if b - a > _LEAF:
-            m = a + _split(b - a)
-            process(i1, a, m)
-            _sub_matmul(Gr[m:b], G[m:b, a:m], dQ[a - i1:m - i1])
-            process(i1, m, b)
+    def step(i, i1):
+        d = dQ[i - i1]
+        g = diag[i]
+        if g <= 0:  # the row does not enter f: left unchanged
+            d[:] = 0.0
             return
-        for i in range(a, b):
-            d = dQ[i - i1]
-            if i > a:
-                Gr[i] -= G[i, a:i] @ dQ[a - i1:i - i1]
-            g = diag[i]
-            if g <= 0:  # the row does not enter f: left unchanged
-                d[:] = 0.0
-                continue
-            np.divide(Gr[i], g, out=c)
-            np.add(Q[i], c, out=c)          # c_i = Q_i + [G (T - Q)]_i / G_ii
-            quant(c, i, c)                  # nearest point of A_j (Alg. 4 of [1])
-            np.subtract(c, Q[i], out=d)
-            Q[i] = c
+        np.divide(Gr[i], g, out=c)
+        np.add(Q[i], c, out=c)          # c_i = Q_i + [G (T - Q)]_i / G_ii
+        quant(c, i, c)                  # nearest point of A_j (Alg. 4 of [1])
+        np.subtract(c, Q[i], out=d)
+        Q[i] = c
 
-    for i1 in range(0, N, blocksize):
-        i2 = min(i1 + blocksize, N)
-        process(i1, i1, i2)
-        _sub_matmul(Gr[i2:], G[i2:, i1:i2], dQ[:i2 - i1])
+    _forward_blocked(Gr, G, dQ, N, blocksize, step)
 
 
 def bid_up(target, Q0, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None,

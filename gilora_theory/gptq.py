@@ -252,29 +252,53 @@ def _gptq_pass(Wt: np.ndarray, Psi: np.ndarray, grid: Grid, rows: np.ndarray,
     Rb = np.empty((min(blocksize, n_quant), N_out))   # w~_t - q_t of the batch
     Eb = np.empty_like(Rb)                             # eps_t of the batch
 
+    def step(t, i1):
+        w = Wt[t]
+        q = quant(w, t, Q[t])
+        d = Psi[t, t]
+        r = np.subtract(w, q, out=Rb[t - i1])
+        terms[t] = float(r @ r) / (d * d)
+        np.divide(r, d, out=Eb[t - i1])
+
+    def after_batch(i1, i2):
+        np.greater(np.abs(Rb[:i2 - i1]), grid.half_step(rows[i1:i2]) * tie, out=clipped[i1:i2])
+
+    _forward_blocked(Wt, Psi, Eb, n_quant, blocksize, step, after_batch)
+    return Q, terms, clipped
+
+
+def _forward_blocked(Y: np.ndarray, M: np.ndarray, Z: np.ndarray, n: int, blocksize: int,
+                     step, after_batch=None) -> None:
+    """Recursive lazy-batch driver of ``Y_s -= sum_{t<s} M_st Z_t`` for ``t < n``.
+
+    ``step(t, i1)`` is called for ``t = 0..n-1`` in order, once row ``Y_t`` has
+    received every update from rows ``< t``; it must write ``Z[t - i1]`` (the
+    batch buffer ``Z`` holds the rows of the batch starting at ``i1``). Each
+    batch of ``blocksize`` rows is split recursively in halves: the first half is
+    processed, the second half receives ``M[half2, half1] Z[half1]`` by one matrix
+    product, then the second half is processed; leaves of ``_LEAF`` rows pull
+    their in-leaf updates row by row. Rows below a batch (all rows of ``Y``,
+    including those ``>= n``) receive its updates by one matrix product, after
+    ``after_batch(i1, i2)``. GPTQ (Alg. 1) and a Bid-Up sweep (Alg. 4) share it.
+    """
     def process(i1, a, b):
         if b - a > _LEAF:
             m = a + _split(b - a)
             process(i1, a, m)
-            _sub_matmul(Wt[m:b], Psi[m:b, a:m], Eb[a - i1:m - i1])
+            _sub_matmul(Y[m:b], M[m:b, a:m], Z[a - i1:m - i1])
             process(i1, m, b)
             return
         for t in range(a, b):
-            w = Wt[t]
             if t > a:
-                w -= Psi[t, a:t] @ Eb[a - i1:t - i1]
-            q = quant(w, t, Q[t])
-            d = Psi[t, t]
-            r = np.subtract(w, q, out=Rb[t - i1])
-            terms[t] = float(r @ r) / (d * d)
-            np.divide(r, d, out=Eb[t - i1])
+                Y[t] -= M[t, a:t] @ Z[a - i1:t - i1]
+            step(t, i1)
 
-    for i1 in range(0, n_quant, blocksize):
-        i2 = min(i1 + blocksize, n_quant)
+    for i1 in range(0, n, blocksize):
+        i2 = min(i1 + blocksize, n)
         process(i1, i1, i2)
-        np.greater(np.abs(Rb[:i2 - i1]), grid.half_step(rows[i1:i2]) * tie, out=clipped[i1:i2])
-        _sub_matmul(Wt[i2:], Psi[i2:, i1:i2], Eb[:i2 - i1])
-    return Q, terms, clipped
+        if after_batch is not None:
+            after_batch(i1, i2)
+        _sub_matmul(Y[i2:], M[i2:, i1:i2], Z[:i2 - i1])
 
 
 _LEAF = 8
