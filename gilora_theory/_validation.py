@@ -119,14 +119,12 @@ def check_hessian(H, N: int | None = None, *, name: str = "H", psd: bool = True)
         raise ValueError(f"{name} must be square; got shape {H.shape}")
     if N is not None and H.shape[0] != N:
         raise ValueError(f"{name} must be {N} x {N} to match W's {N} rows; got shape {H.shape}")
-    scale = float(np.max(np.abs(H)))
-    with np.errstate(over="ignore"):
-        asym = float(np.max(np.abs(H - H.T)))
+    scale = max_abs(H)
+    H, asym = _symmetric_part(H)
     if asym > 64 * _EPS * scale:
         raise ValueError(
             f"{name} must be symmetric; max |{name} - {name}^T| is {asym:.3g} "
             f"(tolerance {64 * _EPS * scale:.3g}). Pass (H + H.T) / 2 if the asymmetry is rounding")
-    H = 0.5 * H + 0.5 * H.T  # not 0.5 * (H + H^T): that overflows for entries near the float limit
     if psd and scale > 0:
         tol = 64 * H.shape[0] * _EPS * scale
         if np.min(np.diag(H)) < -tol or not _is_psd(H, tol):
@@ -137,6 +135,27 @@ def check_hessian(H, N: int | None = None, *, name: str = "H", psd: bool = True)
                     f"{smallest:.3g} (tolerance {tol:.3g}). Check how {name} was accumulated "
                     f"(it should be X^T X)")
     return H
+
+
+def max_abs(A: np.ndarray) -> float:
+    """``max |A_ij|`` without an ``|A|`` temporary (two reductions)."""
+    return float(max(A.max(), -A.min()))
+
+
+def _symmetric_part(H: np.ndarray, rows: int = 256) -> tuple[np.ndarray, float]:
+    """``(0.5 H + 0.5 H^T, max |H - H^T|)`` in row blocks (small temporaries only).
+
+    ``0.5 H + 0.5 H^T`` rather than ``0.5 (H + H^T)``: the latter overflows for
+    entries near the float limit.
+    """
+    S = np.empty_like(H)
+    asym = 0.0
+    with np.errstate(over="ignore"):
+        for i in range(0, H.shape[0], rows):
+            A, B = H[i:i + rows], H[:, i:i + rows].T
+            asym = max(asym, max_abs(A - B))
+            np.add(0.5 * A, 0.5 * B, out=S[i:i + rows])
+    return S, asym
 
 
 def _is_psd(H: np.ndarray, tol: float) -> bool:

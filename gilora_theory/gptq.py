@@ -168,7 +168,7 @@ def _lam_is_safe(H: np.ndarray, lam: float) -> bool:
     so ``lam > 2 (64 n + n^2) eps max|H|`` lifts ``min(e)`` above ``n eps max(e + lam)``.
     """
     n = H.shape[0]
-    return lam > 2 * (64 * n + n * n) * np.finfo(np.float64).eps * float(np.max(np.abs(H)))
+    return lam > 2 * (64 * n + n * n) * np.finfo(np.float64).eps * _v.max_abs(H)
 
 
 def _psi_eig(H_lam: np.ndarray, *, floor: bool) -> tuple[np.ndarray, float]:
