@@ -111,7 +111,9 @@ def psi_factor(H_lam, *, route: str = "cholesky") -> np.ndarray:
     H_lam = _v.check_hessian(H_lam, name="H_lam")
     if route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
-    return _psi_cholesky(H_lam) if route == "cholesky" else _psi_eig(H_lam, floor=False)[0]
+    if route == "eig":
+        return _psi_eig(H_lam, floor=False)[0]
+    return _psi_cholesky(H_lam[::-1, ::-1].copy())
 
 
 def _rounding_level(n: int, top: float) -> float:
@@ -119,23 +121,24 @@ def _rounding_level(n: int, top: float) -> float:
     return n * np.finfo(np.float64).eps * max(top, 0.0)
 
 
-def _psi_cholesky(H_lam: np.ndarray, *, lam_is_safe: bool = False) -> np.ndarray:
-    """Cholesky route; refuses a numerically singular ``H_lam`` (same test as the eig route).
+def _psi_cholesky(A: np.ndarray, *, lam_is_safe: bool = False) -> np.ndarray:
+    """Cholesky route from ``A = J H_lam J`` (C-contiguous, owned by the caller: it
+    becomes ``Psi``); refuses a numerically singular ``H_lam`` (same test as the eig route).
 
-    Unless ``lam_is_safe`` (see :func:`_lam_is_safe`), the spectrum is checked
-    first: ``min(e) <= n eps max(e)`` raises. Cholesky itself can succeed on a
-    numerically singular matrix (rounding leaves a small positive pivot), so
-    its success alone is not the test.
+    Unless ``lam_is_safe`` (see :func:`_lam_is_safe`), the spectrum of ``H_lam``
+    is checked first: ``min(e) <= n eps max(e)`` raises. Cholesky itself can
+    succeed on a numerically singular matrix (rounding leaves a small positive
+    pivot), so its success alone is not the test.
     """
-    n = H_lam.shape[0]
+    n = A.shape[0]
     if not lam_is_safe:
-        e = scipy.linalg.eigvalsh(H_lam, check_finite=False)
+        e = scipy.linalg.eigvalsh(A[::-1, ::-1], check_finite=False)
         if e[0] <= _rounding_level(n, float(e[-1])):
             raise _v.NumericalError(
                 f"H_lam is numerically singular: smallest eigenvalue {e[0]:.3g} <= n eps max(e) = "
                 f"{_rounding_level(n, float(e[-1])):.3g}. Increase damp, use route='eig' (spectral "
                 "floor), or pass damp_policy='increase'")
-    return _psi_from_reversed(np.ascontiguousarray(H_lam[::-1, ::-1]))
+    return _psi_from_reversed(A)
 
 
 def _psi_from_reversed(A: np.ndarray) -> np.ndarray:
@@ -145,6 +148,8 @@ def _psi_from_reversed(A: np.ndarray) -> np.ndarray:
     ``?potrf`` gives ``C`` (``A = C C^T``), ``?trtri`` inverts it in place and
     ``Psi = J C^{-T} J``. LAPACK leaves the strict upper triangle of the Fortran
     array untouched; it is zeroed column by column (contiguous in that order).
+    ``C^{-T}`` is then ``A`` in C order and ``J C^{-T} J`` its flat reversal,
+    done in place (:func:`_reverse_in_place`): ``Psi`` is returned in ``A``'s memory.
     """
     n = A.shape[0]
     C, info = scipy.linalg.lapack.dpotrf(A.T, lower=1, clean=0, overwrite_a=1)
@@ -158,7 +163,24 @@ def _psi_from_reversed(A: np.ndarray) -> np.ndarray:
         raise _v.NumericalError(f"the Cholesky factor of H_lam is singular (pivot {info})")
     for j in range(1, n):
         Cinv[:j, j] = 0.0
-    return np.ascontiguousarray(Cinv.T[::-1, ::-1])
+    return _reverse_in_place(A)
+
+
+def _reverse_in_place(A: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """``A[::-1, ::-1]`` into ``A``'s own memory (C-contiguous): mirrored chunks are swapped.
+
+    Only a ``chunk``-sized temporary: a reversed copy would need a second
+    ``n x n`` buffer, whose first touch costs more than the reversal itself.
+    """
+    f, tmp = A.reshape(-1), np.empty(chunk, dtype=A.dtype)
+    m = f.size
+    for k in range(0, m // 2, chunk):
+        e = min(k + chunk, m // 2)
+        t = tmp[:e - k]
+        np.copyto(t, f[k:e])
+        f[k:e] = f[m - e:m - k][::-1]
+        f[m - e:m - k] = t[::-1]
+    return A
 
 
 def _lam_is_safe(H: np.ndarray, lam: float) -> bool:
@@ -206,8 +228,9 @@ def _factor_with_policy(H: np.ndarray, lam: float, route: str, policy: str,
     n = H.shape[0]
     for _ in range(max_increase + 1):
         try:
-            # Cholesky route: damp the reversed copy J H J, which is then factored in place.
-            H_lam = H.copy() if route == "eig" else np.ascontiguousarray(H[::-1, ::-1])
+            # Cholesky route: damp the reversed copy J H J, which is then factored in place
+            # (an explicit copy: for n = 1 the reversal is contiguous and would alias H).
+            H_lam = H.copy() if route == "eig" else H[::-1, ::-1].copy()
             with np.errstate(over="ignore"):
                 H_lam[np.diag_indices(n)] += lam
             _v.check_finite_output("forming H_lam = H + lam I", "Rescale H (or X), or reduce damp.",
@@ -215,9 +238,7 @@ def _factor_with_policy(H: np.ndarray, lam: float, route: str, policy: str,
             if route == "eig":
                 Psi, shift = _psi_eig(H_lam, floor=True)
                 return Psi, lam + shift
-            if _lam_is_safe(H, lam):
-                return _psi_from_reversed(H_lam), lam
-            return _psi_cholesky(H_lam[::-1, ::-1]), lam
+            return _psi_cholesky(H_lam, lam_is_safe=_lam_is_safe(H, lam)), lam
         except _v.NumericalError:
             if policy != "increase":
                 raise
