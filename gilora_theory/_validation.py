@@ -112,7 +112,10 @@ def check_hessian(H, N: int | None = None, *, name: str = "H", psd: bool = True)
 
     Symmetry tolerance: ``|H - H^T| <= 64 eps max|H|`` (the residual of an
     accumulated ``X^T X`` is a few eps). PSD tolerance: smallest eigenvalue
-    ``>= -64 N eps max|H|``. The exact symmetric part is returned.
+    ``>= -64 N eps max|H|``. The exact symmetric part ``0.5 H + 0.5 H^T`` is
+    returned; an exactly symmetric float64 ``H`` is returned as given, without
+    a copy (a contiguous copy only if its memory is strided), so callers must
+    never write into the result.
     """
     H = as_matrix(name, H)
     if H.shape[0] != H.shape[1]:
@@ -120,11 +123,15 @@ def check_hessian(H, N: int | None = None, *, name: str = "H", psd: bool = True)
     if N is not None and H.shape[0] != N:
         raise ValueError(f"{name} must be {N} x {N} to match W's {N} rows; got shape {H.shape}")
     scale = max_abs(H)
-    H, asym = _symmetric_part(H)
+    asym = _asymmetry(H)
     if asym > 64 * _EPS * scale:
         raise ValueError(
             f"{name} must be symmetric; max |{name} - {name}^T| is {asym:.3g} "
             f"(tolerance {64 * _EPS * scale:.3g}). Pass (H + H.T) / 2 if the asymmetry is rounding")
+    if asym > 0:
+        H = _symmetric_part(H)
+    elif not (H.flags.c_contiguous or H.flags.f_contiguous):
+        H = H.copy(order="K")
     if psd and scale > 0:
         tol = 64 * H.shape[0] * _EPS * scale
         if np.min(np.diag(H)) < -tol or not _is_psd(H, tol):
@@ -142,27 +149,43 @@ def max_abs(A: np.ndarray) -> float:
     return float(max(A.max(), -A.min()))
 
 
-def _symmetric_part(H: np.ndarray, rows: int = 256) -> tuple[np.ndarray, float]:
-    """``(0.5 H + 0.5 H^T, max |H - H^T|)`` in row blocks (small temporaries only).
+def _asymmetry(H: np.ndarray, b: int = 256) -> float:
+    """``max |H - H^T|`` over ``b x b`` tiles ``i <= j`` (no full-size temporary).
+
+    A tile and its mirror are both cache-sized, so the transposed read is cheap.
+    An entry difference that overflows is ``inf`` (and then rejected).
+    """
+    n, asym = H.shape[0], 0.0
+    with np.errstate(over="ignore"):
+        for i in range(0, n, b):
+            for j in range(i, n, b):
+                asym = max(asym, max_abs(H[i:i + b, j:j + b] - H[j:j + b, i:i + b].T))
+    return asym
+
+
+def _symmetric_part(H: np.ndarray, rows: int = 256) -> np.ndarray:
+    """``0.5 H + 0.5 H^T`` in row blocks (small temporaries only).
 
     ``0.5 H + 0.5 H^T`` rather than ``0.5 (H + H^T)``: the latter overflows for
     entries near the float limit.
     """
     S = np.empty_like(H)
-    asym = 0.0
-    with np.errstate(over="ignore"):
-        for i in range(0, H.shape[0], rows):
-            A, B = H[i:i + rows], H[:, i:i + rows].T
-            asym = max(asym, max_abs(A - B))
-            np.add(0.5 * A, 0.5 * B, out=S[i:i + rows])
-    return S, asym
+    for i in range(0, H.shape[0], rows):
+        np.add(0.5 * H[i:i + rows], 0.5 * H[:, i:i + rows].T, out=S[i:i + rows])
+    return S
 
 
 def _is_psd(H: np.ndarray, tol: float) -> bool:
-    """Cheap sufficient test: Cholesky of ``H + tol I`` succeeds."""
-    A = H.copy(order="F")
+    """Cheap sufficient test: Cholesky of ``H + tol I`` succeeds.
+
+    ``H`` is exactly symmetric here, so its copy in its own memory order read
+    the other way (``A.T = A``) is the Fortran array LAPACK factors in place.
+    """
+    A = H.copy(order="K")
     A.flat[::A.shape[0] + 1] += tol
-    _, info = scipy.linalg.lapack.dpotrf(A, lower=1, overwrite_a=1, clean=0)
+    _, info = scipy.linalg.lapack.dpotrf(A if A.flags.f_contiguous else A.T, lower=1,
+                                         overwrite_a=1, clean=0)
+    del A, _
     return info == 0
 
 

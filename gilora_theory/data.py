@@ -118,7 +118,7 @@ def unnormalise_hessian(H_stored, normalisation: str, *, n_sequences: int | None
                          f"got {normalisation!r}")
     H = _v.check_hessian(H_stored, name="H_stored")
     if normalisation == "sum":
-        return H
+        return H.copy()  # check_hessian may return H_stored itself: never hand it back
     count_name = "n_sequences" if normalisation == "2/sequences" else "n_tokens"
     count = n_sequences if count_name == "n_sequences" else n_tokens
     if count is None:
