@@ -18,8 +18,8 @@ GPTQ                ``N^3 / 3`` Cholesky of ``J H_lam J`` + ``N^3 / 3`` triangul
 row-by-row GPTQ     the same arithmetic, one rank-one update per row (BLAS-2);
                     its factorisation is Cholesky + a triangular solve against I
 Bid-Up sweep        ``N^2 N'`` (the lower-triangular gradient updates a sweep needs)
-OLrC (partial)      ``2 N^2 N'`` for ``B = diag(sqrt(e + lam)) V^T D`` plus
-                    ``4 N N' k`` per Krylov product with the Gram operator of ``B``
+OLrC (partial)      ``2 N^2 N'`` for ``B = diag(sqrt(e + lam)) V^T D``, ``N N'^2``
+                    for its Gram matrix, ``2 N'^2 k`` per filtered-subspace product
 ==================  ==============================================================
 
 Two kinds of time are reported: **algorithm** (the private kernels the public
@@ -50,14 +50,14 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
-from .bidup import _bid_up, _sweep, bid_up, refine
+from .bidup import _round, _sweep, bid_up, refine
 from .calibration import calibration, weights
 from .gilora import gilora
 from .gptq import _run, gptq
 from .grid import fit_grid
 from .io import atomic_write, save_npz
 from .objective import hessian_spectrum
-from .olrc import _olrc, olrc
+from .olrc import _gram_route, _olrc, olrc
 
 __all__ = ["Target", "Layer", "make_layer", "naive_gptq", "measure", "scaling", "machine", "main"]
 
@@ -165,18 +165,18 @@ def _sweep_once(layer: Layer, Q0: np.ndarray, G: np.ndarray) -> float:
 def _round_once(layer: Layer, Q0, G, spec, r: int) -> float:
     """Time of one refinement round as :func:`refine` runs it, in its steady state.
 
-    ``H_lam (W - Q)`` is carried from the previous round (computed here before
-    the clock starts); the round is OLrC (partial), one Bid-Up sweep with its
-    ``f``, and the update of the carried product.
+    What :func:`refine` carries from round to round is computed here before the
+    clock starts: ``GD = H_lam (W - Q)``, the Gram matrix ``K = D^T GD`` and the
+    previous ``R`` (from one earlier round). The timed round is
+    :func:`gilora_theory.bidup._round`: OLrC (partial, from ``GD`` and ``K``),
+    one Bid-Up sweep with its ``f``, and the updates of ``GD`` and ``K``.
     """
     W, Q = layer.W, Q0.copy()
     GD = G @ (W - Q)
-    t0 = time.perf_counter()
-    L, R, _, _ = _olrc(W - Q, spec, r, layer.lam, svd="partial", H=layer.H, GD=GD)
-    GL = G @ L
-    _, Gr = _bid_up(W - L @ R, Q, G, layer.grid, 1, 128, Gr=GD - GL @ R)
-    GD = Gr + GL @ R
-    return time.perf_counter() - t0
+    K = (W - Q).T @ GD if _gram_route(W.shape, r, spec, layer.lam) else None
+    args = (W, Q, G, layer.grid, spec, r, layer.lam)
+    _, R, _, _, GD, K = _round(*args, GD, K, None, 1, 128)
+    return _clock(_round, *args, GD, K, R, 1, 128)[0]
 
 
 def measure(layer: Layer, r: int, *, rng) -> dict:
@@ -191,7 +191,7 @@ def measure(layer: Layer, r: int, *, rng) -> dict:
     t["sweep_algorithm"] = _sweep_once(layer, res.Q, G)
     t["bidup_public"], _ = _clock(bid_up, W, res.Q, H, grid, lam=lam, sweeps=1)
     spec = layer.spec
-    t["olrc_algorithm"], _ = _clock(_olrc, W - res.Q, spec, r, lam, svd="partial", H=H)
+    t["olrc_algorithm"], _ = _clock(_olrc, W - res.Q, spec, r, lam, svd="partial")
     t["olrc_public"], _ = _clock(olrc, W, res.Q, H, r, lam=lam, spectrum=spec, svd="partial")
     t["round_algorithm"] = _round_once(layer, res.Q, G, spec, r)
     t["refine_public"], _ = _clock(refine, W, H, grid, res.Q, r, rounds=1, lam=lam,

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.linalg
 
 from . import _validation as _v
-from ._krylov import top_eigenpairs
+from ._krylov import top_eigenpairs_explicit
 from .objective import HessianSpectrum, hessian_spectrum, resolve_lam
 
 __all__ = ["OLrCResult", "olrc", "range_tolerance", "SVD_ROUTES"]
@@ -50,7 +50,7 @@ class OLrCResult:
         Optimal damped objective ``sum_{i>r} a_i^2`` (undamped when ``lam = 0``).
     singular_values : (min(N, N_out),) ndarray
         ``a_i``, descending (``(r,)``, the top ``r`` only, when ``svd="partial"``
-        took its certified Krylov route).
+        was used).
     lam : float
         Absolute damping used.
     """
@@ -70,28 +70,44 @@ def range_tolerance(e: np.ndarray) -> float:
 SVD_ROUTES = ("full", "partial")
 
 
+def _partial_applies(shape: tuple[int, int], r: int) -> bool:
+    """The partial route is used for ``r >= 1``, ``min(N, N_out) >= 512`` and ``r <= min / 64``."""
+    n = min(shape)
+    return r >= 1 and n >= 512 and 64 * r <= n
+
+
+def _gram_route(shape: tuple[int, int], r: int, spec: HessianSpectrum, lam: float) -> bool:
+    """:func:`_olrc_gram` applies: the partial route, ``N_out <= N`` and ``H_lam`` positive definite."""
+    e = spec.eigvals + lam
+    return (_partial_applies(shape, r) and shape[1] <= shape[0]
+            and bool(np.all(e > range_tolerance(e))))
+
+
 def _olrc(D: np.ndarray, spec: HessianSpectrum, r: int, lam: float, *, svd: str = "full",
-          H: np.ndarray | None = None, GD: np.ndarray | None = None):
-    """Kernel: optimal rank-r ``L, R`` for the residual ``D = W - Q``.
+          GD: np.ndarray | None = None, K: np.ndarray | None = None,
+          start: np.ndarray | None = None):
+    """Kernel: optimal rank-r ``L, R`` for the residual ``D = W - Q``; ``(L, R, value, a)``.
 
     ``svd="full"``: LAPACK's SVD of ``B``; ``a`` holds every singular value.
-    ``svd="partial"``: the top-r singular pairs only, ``a = a_1..a_r``, with the
-    dense route as fallback. When ``H`` is given and ``H_lam`` is positive
-    definite, :func:`_olrc_gram` works from ``H`` alone (no ``B``); otherwise
-    :func:`_top_singular` decomposes ``B`` and the value is the explicit
-    residual ``||B - B V_r V_r^T||_F^2``. ``GD = H_lam D`` may be passed when known.
+    ``svd="partial"`` (where :func:`_partial_applies`): the top-r pairs only
+    (``a = a_1..a_r``) from the Gram matrix of ``B`` by
+    :func:`gilora_theory._krylov.top_eigenpairs_explicit`. When ``H_lam`` is
+    positive definite, ``N_out <= N`` and ``GD = H_lam D`` is given (the
+    refinement loop carries it, and ``K = D^T H_lam D`` if known),
+    :func:`_olrc_gram` works from them (no ``B``); otherwise
+    :func:`_top_singular` decomposes ``B``. The value is then the explicit
+    residual. ``start`` seeds the eigensolver (e.g. the previous ``R^T``).
     """
+    if svd == "partial" and GD is not None and _gram_route(D.shape, r, spec, lam):
+        return _olrc_gram(D, GD, D.T @ GD if K is None else K, r, start)
     e = spec.eigvals + lam
     keep = e > range_tolerance(e)
-    if svd == "partial" and H is not None and keep.all():
-        found = _olrc_gram(D, H, r, lam, GD)
-        if found is not None:
-            return found
+    partial = svd == "partial" and _partial_applies(D.shape, r)
     root = np.where(keep, np.sqrt(np.where(keep, e, 1.0)), 0.0)
     inv_root = np.where(keep, 1.0 / np.where(keep, root, 1.0), 0.0)
     V = spec.eigvecs
     B = root[:, None] * (V.T @ D)
-    top = _top_singular(B, r) if svd == "partial" else None
+    top = _top_singular(B, r, start) if partial else None
     if top is not None:
         Ua, a, Vt = top                          # Ua = U_r diag(a_r) = B V_r
         value = float(np.sum((B - Ua @ Vt) ** 2))
@@ -112,59 +128,40 @@ def _signs(Vt: np.ndarray) -> np.ndarray:
     return sign
 
 
-def _olrc_gram(D: np.ndarray, H: np.ndarray, r: int, lam: float, GD: np.ndarray | None):
-    """Partial OLrC from ``H`` alone, for positive definite ``H_lam``; None if not certified.
+def _olrc_gram(D: np.ndarray, GD: np.ndarray, K: np.ndarray, r: int,
+               start: np.ndarray | None):
+    """Partial OLrC from ``GD = H_lam D`` and ``K = D^T H_lam D = B^T B`` (``H_lam`` PD).
 
-    ``B^T B = D^T H_lam D``: its top-r eigenvectors ``V_r`` (block Krylov with the
-    residual certificate of :func:`gilora_theory._krylov.top_eigenpairs`, products
-    ``X -> D^T (H (D X)) + lam D^T (D X)``, ``6 N N_out k`` flops each) are ``B``'s
-    right singular vectors, ``a_i = sqrt(theta_i)``, and
-    ``M* = H_lam^{-1/2} T_r(A) = D V_r V_r^T``: ``L = D V_r``, ``R = V_r^T``.
-    Value ``tr(E^T H_lam E)`` with ``E = D - L R``, from ``H_lam D`` (``GD``,
-    computed when not given): ``H_lam E = GD - (GD V_r) V_r^T``.
+    ``K`` may be symmetric to rounding only (a general product, or updated by
+    the refinement loop); the eigensolver reads it through products and, on its
+    dense fallback, through its lower triangle.
+
+    The top-r eigenvectors ``V_r`` of ``K`` are ``B``'s right singular vectors,
+    ``a_i = sqrt(theta_i)``, and ``M* = H_lam^{-1/2} T_r(A) = D V_r V_r^T``:
+    ``L = D V_r``, ``R = V_r^T``. Value ``tr(E^T H_lam E)`` with ``E = D - L R``,
+    ``H_lam E = GD - (GD V_r) V_r^T`` (``8 N N_out r`` flops after ``K``).
     """
-    N, N_out = D.shape
-    if r == 0 or N_out < 512 or 64 * r > N_out or N_out > N:
-        return None
-    k = r + max(16, r // 2)
-
-    def apply(X):
-        DX = D @ X
-        return D.T @ (H @ DX + lam * DX)
-
-    found = top_eigenpairs(apply, N_out, r, max_blocks=N_out // (2 * k), max_products=N_out // k)
-    if found is None:
-        return None
-    theta, Vr = found
-    sign = _signs(Vr.T)
-    Vr = Vr * sign
-    GD = H @ D + lam * D if GD is None else GD
+    theta, Vr, _route = top_eigenpairs_explicit(K, r, start=start)
+    Vr = Vr * _signs(Vr.T)
     L = D @ Vr
     E = D - L @ Vr.T
     value = float(np.einsum("ij,ij->", E, GD - (GD @ Vr) @ Vr.T))
     return L, Vr.T.copy(), value, np.sqrt(np.maximum(theta, 0.0))
 
 
-def _top_singular(B: np.ndarray, r: int):
-    """``(B V_r, a_1..a_r, V_r^T)`` from the Gram operator of ``B``, or None.
+def _top_singular(B: np.ndarray, r: int, start: np.ndarray | None = None):
+    """``(B V_r, a_1..a_r, V_r^T)``: top-r singular triplets of ``B`` from its Gram matrix.
 
-    Block Krylov on ``B^T B`` (or on ``B B^T`` when ``B`` is wide) with the
-    residual certificate of :func:`gilora_theory._krylov.top_eigenpairs`
-    (``n eps a_1^2``, ``n = min(B.shape)``); used when ``n >= 512`` and
-    ``r <= n / 64``, within ``n / k`` block products (``4 N N_out k`` flops each),
-    i.e. below the cost of the dense SVD. ``a_i = ||B v_i||``.
+    The Gram matrix of the smaller side (``B^T B``, or ``B B^T`` when ``B`` is
+    wide; ``N N_out n`` flops) goes to
+    :func:`gilora_theory._krylov.top_eigenpairs_explicit`; ``a_i = ||B v_i||``
+    (``||B^T u_i||`` when wide). ``start`` seeds the right singular vectors
+    (tall ``B`` only). None if a returned singular value is exactly 0 (wide).
     """
     N, N_out = B.shape
-    n = min(N, N_out)
-    if r == 0 or n < 512 or 64 * r > n:
-        return None
-    k = r + max(16, r // 2)
     wide = N < N_out
-    apply = (lambda X: B @ (B.T @ X)) if wide else (lambda X: B.T @ (B @ X))
-    found = top_eigenpairs(apply, n, r, max_blocks=n // (2 * k), max_products=n // k)
-    if found is None:
-        return None
-    Y = found[1]
+    Kb = B @ B.T if wide else B.T @ B
+    Y = top_eigenpairs_explicit(Kb, r, start=None if wide else start)[1]
     if wide:                                     # Y = U_r: B^T U_r = V_r diag(a)
         BtU = B.T @ Y
         a = np.linalg.norm(BtU, axis=0)
@@ -192,13 +189,14 @@ def olrc(W, Q, H, rank: int, *, damp: float = 0.01, lam: float | None = None,
         Cached ``hessian_spectrum(H)``; computed if omitted.
     svd : {"full", "partial"}, default "full"
         ``"full"``: LAPACK's SVD of ``B`` (``singular_values`` holds every ``a_i``).
-        ``"partial"``: only the top-r singular pairs, by block Krylov on the Gram
-        operator ``B^T B = D^T H_lam D`` (from ``H`` itself when ``H_lam`` is
-        positive definite, then ``L = D V_r``; else on ``B``), accepted only with
-        residuals ``<= n eps a_1^2`` (``n`` the Gram operator's order; otherwise
-        the full SVD is used), for ``n >= 512`` and ``r <= n / 64``. The value is
-        then the explicit residual ``tr(E^T H_lam E)``, ``E = D - L R`` (exact to
-        rounding like the full route) and ``singular_values`` holds ``a_1..a_r`` only.
+        ``"partial"``: only the top-r singular pairs, from the Gram matrix of ``B``
+        (``B^T B``, or ``B B^T`` when ``B`` is wide) by Chebyshev-filtered
+        subspace iteration, accepted only with residuals ``<= n eps a_1^2`` (``n``
+        the Gram matrix's order), else LAPACK's ``?syevr`` for the top ``r``
+        eigenpairs of the same matrix; for ``n >= 512`` and ``r <= n / 64``
+        (otherwise the full route). The value is then the explicit residual
+        ``||B - B V_r V_r^T||_F^2`` (exact to rounding like the full route) and
+        ``singular_values`` holds ``a_1..a_r`` only.
 
     Returns
     -------
@@ -217,6 +215,6 @@ def olrc(W, Q, H, rank: int, *, damp: float = 0.01, lam: float | None = None,
     if spec.eigvecs.shape[0] != W.shape[0]:
         raise ValueError(f"spectrum is for N = {spec.eigvecs.shape[0]}, W has N = {W.shape[0]}")
     with np.errstate(over="ignore", invalid="ignore"):
-        L, R, value, a = _olrc(W - Q, spec, r, lam, svd=svd, H=H)
+        L, R, value, a = _olrc(W - Q, spec, r, lam, svd=svd)
     _v.check_finite_output("OLrC", "Rescale W and Q, or H.", L=L, R=R, value=value)
     return OLrCResult(L, R, value, a, lam)

@@ -1,0 +1,200 @@
+"""The fast routes of the refinement loop agree with dense computations of the same quantities.
+
+Covered: the filtered-subspace eigensolver against LAPACK (and its dense
+fallback, its seeding, degenerate spectra), OLrC's Gram route against the full
+SVD, the sparse products with Bid-Up's moves against dense ones, and the Gram
+matrix and gradient the refinement loop carries against fresh products.
+"""
+import numpy as np
+import pytest
+import scipy.linalg
+
+from gilora_theory import bench, bidup, fit_grid, gptq, hessian_spectrum, olrc, refine
+from gilora_theory._krylov import top_eigenpairs_explicit
+from gilora_theory.bidup import _bid_up, _moves_matrix, _round, _times
+from gilora_theory.olrc import _gram_route, _olrc
+
+EPS = np.finfo(np.float64).eps
+
+
+def _dense_top(G, r):
+    e, V = scipy.linalg.eigh(G)
+    return e[::-1][:r], V[:, ::-1][:, :r]
+
+
+def _residual_gram(D, G):
+    """``K = D^T G D`` and the residual Gram matrix of a quantization residual (flat spectrum)."""
+    return D.T @ (G @ D)
+
+
+@pytest.fixture(scope="module")
+def layer512():
+    layer = bench.make_layer(512, 512, bits=3)
+    Q = gptq(layer.W, layer.H, layer.grid, lam=layer.lam).Q
+    G = layer.H + layer.lam * np.eye(512)
+    return layer, Q, G
+
+
+def _check_pairs(G, r, theta, Y, *, gap_tol=True):
+    n = G.shape[0]
+    e, V = _dense_top(G, r + 1)
+    tol = 64 * n * EPS * e[0]
+    assert np.max(np.abs(theta - e[:r])) <= tol
+    assert np.max(np.abs(Y.T @ Y - np.eye(r))) <= 64 * n * EPS
+    assert np.max(np.linalg.norm(G @ Y - Y * theta, axis=0)) <= tol
+    if gap_tol:
+        gap = (e[r - 1] - e[r]) / e[0]
+        assert np.max(np.linalg.norm(V[:, :r] @ (V[:, :r].T @ Y) - Y, axis=0)) <= tol / gap / e[0]
+
+
+def test_filtered_iteration_matches_lapack_on_a_flat_residual_spectrum(layer512):
+    layer, Q, G = layer512
+    K = _residual_gram(layer.W - Q, G)
+    theta, Y, route = top_eigenpairs_explicit(K, 8, max_products=400)
+    assert route == "filtered"
+    _check_pairs(K, 8, theta, Y)
+
+
+def test_exhausted_budget_falls_back_to_the_dense_solver(layer512):
+    layer, Q, G = layer512
+    K = _residual_gram(layer.W - Q, G)
+    theta, Y, route = top_eigenpairs_explicit(K, 8, max_products=1)
+    assert route == "dense"
+    _check_pairs(K, 8, theta, Y)
+
+
+def test_seeded_with_the_answer_it_certifies_at_once(layer512):
+    layer, Q, G = layer512
+    K = _residual_gram(layer.W - Q, G)
+    _, V = _dense_top(K, 8)
+    theta, Y, route = top_eigenpairs_explicit(K, 8, start=V, max_products=1)
+    assert route == "filtered"                 # one product: only the seed could do it
+    _check_pairs(K, 8, theta, Y)
+
+
+def test_degenerate_spectra():
+    rng = np.random.default_rng(3)
+    n, r = 200, 6
+    theta, Y, _ = top_eigenpairs_explicit(2.5 * np.eye(n), r)      # every vector is a pair
+    assert np.max(np.abs(theta - 2.5)) <= 64 * n * EPS * 2.5 and np.max(np.abs(Y.T @ Y - np.eye(r))) <= 64 * n * EPS
+    A = rng.standard_normal((n, 3))
+    K = A @ A.T                                                       # rank 3 < r
+    theta, Y, _ = top_eigenpairs_explicit(K, r)
+    _check_pairs(K, r, theta, Y, gap_tol=False)
+    assert np.all(np.abs(theta[3:]) <= 64 * n * EPS * theta[0])
+    K = np.diag(np.r_[np.full(r + 2, 4.0), np.linspace(1.0, 0.0, n - r - 2)])  # tie at r
+    theta, Y, _ = top_eigenpairs_explicit(K, r)
+    _check_pairs(K, r, theta, Y, gap_tol=False)
+    assert np.max(np.linalg.norm(Y[r + 2:], axis=0)) <= 64 * n * EPS  # inside the top cluster
+
+
+def test_gram_route_of_olrc_matches_the_full_svd(layer512):
+    layer, Q, G = layer512
+    r, D = 8, layer.W - Q
+    assert _gram_route(D.shape, r, layer.spec, layer.lam)
+    full = olrc(layer.W, Q, layer.H, r, lam=layer.lam, spectrum=layer.spec, svd="full")
+    L, R, value, a = _olrc(D, layer.spec, r, layer.lam, svd="partial", GD=G @ D)
+    s = full.singular_values
+    assert abs(value - full.value) <= 64 * 512 * EPS * s[0] ** 2 * r
+    assert np.max(np.abs(a - s[:r])) <= 64 * 512 * EPS * s[0]
+    gap = (s[r - 1] ** 2 - s[r] ** 2) / s[0] ** 2
+    M = full.L @ full.R
+    assert np.max(np.abs(L @ R - M)) <= 64 * 512 * EPS / gap * np.max(np.abs(M))
+    assert abs(value - float(np.sum((D - L @ R) * (G @ (D - L @ R))))) <= 64 * 512 * EPS * value
+    # the public partial route (B, its Gram matrix) gives the same answer
+    part = olrc(layer.W, Q, layer.H, r, lam=layer.lam, spectrum=layer.spec, svd="partial")
+    assert abs(part.value - full.value) <= 64 * 512 * EPS * s[0] ** 2 * r
+    assert part.singular_values.shape == (r,)
+
+
+def test_sparse_products_with_moves_equal_dense_products():
+    rng = np.random.default_rng(1)
+    N, N_out = 60, 50
+    dQ = np.where(rng.random((N, N_out)) < 0.005, rng.choice([-1.0, 1.0], (N, N_out)), 0.0)
+    moves = [(np.flatnonzero(row), row[np.flatnonzero(row)]) for row in dQ]
+    S = _moves_matrix(moves, dQ.shape)
+    assert S is not None and S.nnz == np.count_nonzero(dQ)
+    A = rng.standard_normal((N, 7))
+    np.testing.assert_allclose(_times(S, A), A.T @ dQ, rtol=0, atol=64 * N * EPS * 4)
+    np.testing.assert_array_equal(S.toarray(), dQ)
+    dense = np.where(rng.random((N, N_out)) < 0.2, 1.0, 0.0)
+    assert _moves_matrix([(np.flatnonzero(r), r[r != 0]) for r in dense], dense.shape) is None
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_bid_up_trace_and_gradient_equal_fresh_evaluations(layer512, monkeypatch, share):
+    layer, Q0, G = layer512
+    monkeypatch.setattr(bidup, "_SPARSE_MOVES", share)       # 0: always dense, 1: always sparse
+    T = layer.W - 0.01 * np.sign(layer.W)
+    Q = Q0.copy()
+    trace, Gr, dQ = _bid_up(T, Q, G, layer.grid, 3, 128)
+    if share:     # the sum of the sweeps' moves: equal to rounding of the grid values
+        np.testing.assert_allclose(dQ.toarray(), Q - Q0, rtol=0, atol=4 * EPS * np.abs(Q).max())
+    else:
+        assert dQ is None
+    assert np.count_nonzero(Q - Q0) > 0
+    fresh = G @ (T - Q)
+    assert np.max(np.abs(Gr - fresh)) <= 1e3 * 512 * EPS * np.abs(fresh).max()
+    scale = 64 * 512 * EPS * trace[0]
+    assert abs(trace[-1] - float(np.sum((T - Q) * fresh))) <= scale
+    assert all(b <= a + scale for a, b in zip(trace, trace[1:]))
+
+
+def test_refinement_round_carries_the_gram_matrix_and_gradient(layer512):
+    layer, Q0, G = layer512
+    W, Q, r = layer.W, Q0.copy(), 8
+    GD = G @ (W - Q)
+    K = (W - Q).T @ GD
+    R = None
+    for _ in range(3):
+        L, R, value, f, GD, K = _round(W, Q, G, layer.grid, layer.spec, r, layer.lam, GD, K, R,
+                                       1, 128)
+        fresh = G @ (W - Q)
+        assert np.max(np.abs(GD - fresh)) <= 1e3 * 512 * EPS * np.abs(fresh).max()
+        Kf = (W - Q).T @ fresh
+        assert np.max(np.abs(K - Kf)) <= 1e3 * 512 * EPS * np.abs(Kf).max()
+        assert value >= f[-1] - 64 * 512 * EPS * value
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_refine_is_the_same_with_dense_or_sparse_updates(layer512, monkeypatch, share):
+    layer, Q0, _ = layer512
+    base = refine(layer.W, layer.H, layer.grid, Q0, 8, rounds=3, lam=layer.lam,
+                  spectrum=layer.spec)
+    monkeypatch.setattr(bidup, "_SPARSE_MOVES", share)       # 0: always dense, 1: always sparse
+    other = refine(layer.W, layer.H, layer.grid, Q0, 8, rounds=3, lam=layer.lam,
+                   spectrum=layer.spec)
+    assert np.array_equal(base.Q, other.Q)
+    np.testing.assert_allclose(other.trace, base.trace, rtol=1e3 * 512 * EPS)
+
+
+def test_refine_without_the_gram_route_still_agrees(layer512):
+    """lam = 0 on a singular H: the loop falls back to OLrC of B each round."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((300, 512))                 # rank 300 < 512
+    H = X.T @ X
+    W = rng.standard_normal((512, 512)) * 0.1
+    grid = fit_grid(W, 3)
+    spec = hessian_spectrum(H)
+    assert not _gram_route(W.shape, 8, spec, 0.0)
+    Q0 = gptq(W, H, grid, lam=1e-3).Q
+    res = refine(W, H, grid, Q0, 8, rounds=2, lam=0.0, spectrum=spec)
+    final = olrc(W, res.Q, H, 8, lam=0.0, spectrum=spec, svd="full")
+    assert abs(res.trace[-1] - final.value) <= 1e3 * 512 * EPS * max(final.value, 1.0)
+    assert all(b <= a + 1e-9 * res.trace[0] for a, b in zip(res.trace, res.trace[1:]))
+
+
+@pytest.mark.parametrize("m", [1, 2, 7, 20])
+def test_the_filter_is_the_scaled_chebyshev_polynomial(m):
+    """On a diagonal G the filter multiplies e_i by T_m((lambda_i - c) / e) / T_m(x0)."""
+    from numpy.polynomial import chebyshev
+    from gilora_theory._krylov import _chebyshev_filter
+    lam = np.linspace(0.0, 3.0, 31)
+    c, e = 0.5, 0.5                                   # damped interval [0, 1]
+    x0 = (3.0 - c) / e
+    out = _chebyshev_filter(np.diag(lam), np.eye(31), m, c, e, x0)
+    T = chebyshev.Chebyshev.basis(m)
+    want = T((lam - c) / e) / T(x0)
+    np.testing.assert_allclose(np.diag(out), want, rtol=1e-12, atol=1e-15)
+    assert np.count_nonzero(out - np.diag(np.diag(out))) == 0
+    assert abs(np.diag(out)[-1] - 1.0) <= 1e-12 and np.max(np.abs(want[lam <= 1.0])) <= 1.0 / T(x0) * (1 + 1e-12)
