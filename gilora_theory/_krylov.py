@@ -1,12 +1,14 @@
-"""Top eigenpairs of a symmetric positive semi-definite operator by block Krylov (private).
+"""Top eigenpairs of a symmetric positive semi-definite matrix, iteratively (private).
 
 Used where a dense solver would cost ``O(n^3)`` at BLAS-2 speed while only a
-few eigenpairs are needed: ``V_r`` of ``H`` for GILoRA (Alg. 3 of [1]) and the
-top singular pairs of OLrC's ``B`` (Alg. 2 of [1]) through its Gram operator.
-The answer is accepted only with a residual certificate
-(``||A v_i - theta_i v_i|| <= n eps theta_1`` for every returned pair, the
-accuracy of a dense solver); otherwise ``None`` tells the caller to fall back
-to its dense route.
+few eigenpairs are needed: :func:`top_eigenpairs` (block Krylov on an
+operator) finds ``V_r`` of ``H`` for GILoRA (Alg. 3 of [1]), whose spectrum
+decays; :func:`top_eigenpairs_explicit` (Chebyshev-filtered subspace
+iteration on an explicit matrix) finds the top singular pairs of OLrC's ``B``
+(Alg. 2 of [1]) from its Gram matrix, whose spectrum is flat. An answer is
+accepted only with a residual certificate (``||A v_i - theta_i v_i|| <= n eps
+theta_1`` for every returned pair, the accuracy of a dense solver); otherwise
+the dense route is taken (by the caller after ``None``, or inside).
 
 References
 ----------

@@ -8,8 +8,8 @@ power-law calibration matrix (singular values ``i^-1/2``, as real activations
 decay; :func:`gilora_theory.calibration.power_law`), Gaussian ``W`` (N x N),
 a 4-bit grid, ``r = 32``.
 
-Flop model (``N`` inputs, ``N'`` outputs, ``r`` rank, ``k`` Krylov block)
---------------------------------------------------------------------------
+Flop model (``N`` inputs, ``N'`` outputs, ``r`` rank, ``k`` eigensolver block)
+------------------------------------------------------------------------------
 ==================  ==============================================================
 matrix product      ``2 N^3`` (the machine's BLAS rate: ``A @ B``, two N x N)
 GPTQ                ``N^3 / 3`` Cholesky of ``J H_lam J`` + ``N^3 / 3`` triangular
@@ -20,6 +20,9 @@ row-by-row GPTQ     the same arithmetic, one rank-one update per row (BLAS-2);
 Bid-Up sweep        ``N^2 N'`` (the lower-triangular gradient updates a sweep needs)
 OLrC (partial)      ``2 N^2 N'`` for ``B = diag(sqrt(e + lam)) V^T D``, ``N N'^2``
                     for its Gram matrix, ``2 N'^2 k`` per filtered-subspace product
+refinement round    OLrC from the carried Gram matrix (no ``B``, no new Gram), a
+                    sweep, and ``2 nnz(dQ) (N + 2 N')`` for the sparse updates of
+                    ``H_lam D`` and the Gram matrix by Bid-Up's moves ``dQ``
 ==================  ==============================================================
 
 Two kinds of time are reported: **algorithm** (the private kernels the public

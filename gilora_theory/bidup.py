@@ -235,7 +235,9 @@ def refine(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1
         Feasible start on the grid (e.g. GILoRA's Q).
     rank : int
         ``r`` for every OLrC step (its ``svd="partial"`` route: certified top-r
-        singular pairs, the full SVD as fallback; same value to rounding).
+        singular pairs from the Gram matrix ``(W - Q)^T H_lam (W - Q)``, which the
+        loop carries from round to round, updated by sparse products with
+        Bid-Up's moves when few entries moved; same value to rounding).
     L0, R0 : array_like, optional
         Starting branch (only the trace's first entry uses it).
     rounds : int, default 1
