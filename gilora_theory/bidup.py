@@ -289,16 +289,25 @@ def _round(W, Q, G, grid, spec, r, lam, GD, K, R_prev, sweeps, blocksize):
     """One refinement round, ``Q`` in place: OLrC, then Bid-Up towards ``W - L R``.
 
     Carries ``GD = H_lam (W - Q)`` and, on the Gram route of :func:`_olrc`,
-    ``K = (W - Q)^T H_lam (W - Q)``; OLrC's eigensolver starts from the previous
-    ``R^T``. After the sweeps moved ``dQ``: ``GD' = G (W - L R - Q') + G L R``
-    and ``K' = K - (dQ^T GD)^T - dQ^T GD'`` (sparse products when few entries
-    moved, else ``K' = D'^T GD'``). Returns ``(L, R, value, f, GD', K')``.
+    ``K = (W - Q)^T H_lam (W - Q)``, both updated in place when Bid-Up moved
+    few entries ``dQ`` (sparse): ``K' = K - (dQ^T GD)^T - dQ^T GD'`` with
+    ``GD' = GD - G dQ``; else recomputed. OLrC's eigensolver starts from the
+    previous ``R^T``. Returns ``(L, R, value, f, GD', K')``.
     """
-    L, R, value, _a = _olrc(W - Q, spec, r, lam, svd="partial", GD=GD, K=K,
+    D = W - Q
+    L, R, value, _a = _olrc(D, spec, r, lam, svd="partial", GD=GD, K=K,
                             start=None if R_prev is None else R_prev.T)
-    GL = G @ L
-    f, Gr, dQ = _bid_up(W - L @ R, Q, G, grid, sweeps, blocksize, Gr=GD - GL @ R)
-    GD_next = Gr + GL @ R
+    T = np.subtract(W, np.matmul(L, R, out=D), out=D)      # D's buffer reused: W - L R
+    Gr = (G @ L) @ R
+    np.subtract(GD, Gr, out=Gr)                    # G (W - L R - Q)
+    f, _Gr, dQ = _bid_up(T, Q, G, grid, sweeps, blocksize, Gr=Gr)
+    del T, Gr, _Gr
+    if dQ is None:
+        GD = G @ (W - Q)
+        return L, R, value, f, GD, None if K is None else (W - Q).T @ GD
     if K is not None:
-        K = (W - Q).T @ GD_next if dQ is None else K - _times(dQ, GD) - _times(dQ, GD_next).T
-    return L, R, value, f, GD_next, K
+        K -= _times(dQ, GD)
+    GD -= _times(dQ, G)
+    if K is not None:
+        K -= _times(dQ, GD).T
+    return L, R, value, f, GD, K

@@ -139,14 +139,22 @@ def _olrc_gram(D: np.ndarray, GD: np.ndarray, K: np.ndarray, r: int,
     The top-r eigenvectors ``V_r`` of ``K`` are ``B``'s right singular vectors,
     ``a_i = sqrt(theta_i)``, and ``M* = H_lam^{-1/2} T_r(A) = D V_r V_r^T``:
     ``L = D V_r``, ``R = V_r^T``. Value ``tr(E^T H_lam E)`` with ``E = D - L R``,
-    ``H_lam E = GD - (GD V_r) V_r^T`` (``8 N N_out r`` flops after ``K``).
+    ``H_lam E = GD - (GD V_r) V_r^T`` (``8 N N_out r`` flops after ``K``),
+    summed over row blocks (no ``N x N_out`` temporaries).
     """
     theta, Vr, _route = top_eigenpairs_explicit(K, r, start=start)
     Vr = Vr * _signs(Vr.T)
-    L = D @ Vr
-    E = D - L @ Vr.T
-    value = float(np.einsum("ij,ij->", E, GD - (GD @ Vr) @ Vr.T))
+    L, GDV = D @ Vr, GD @ Vr
+    value = 0.0
+    for i in range(0, D.shape[0], _ROWS):
+        rows = slice(i, i + _ROWS)
+        E = D[rows] - L[rows] @ Vr.T
+        value += float(np.einsum("ij,ij->", E, GD[rows] - GDV[rows] @ Vr.T))
     return L, Vr.T.copy(), value, np.sqrt(np.maximum(theta, 0.0))
+
+
+_ROWS = 256
+"""Rows per block of the explicit residual in :func:`_olrc_gram` (temporaries stay in cache)."""
 
 
 def _top_singular(B: np.ndarray, r: int, start: np.ndarray | None = None):
