@@ -176,7 +176,7 @@ def _round_once(layer: Layer, Q0, G, spec, r: int) -> float:
     """
     W, Q = layer.W, Q0.copy()
     GD = G @ (W - Q)
-    K = (W - Q).T @ GD if _gram_route(W.shape, r, spec, layer.lam) else None
+    K = (W - Q).T @ GD if _gram_route(W.shape, r, layer.lam, spec=spec) else None
     args = (W, Q, G, layer.grid, spec, r, layer.lam)
     _, R, _, _, GD, K = _round(*args, GD, K, None, 1, 128)
     return _clock(_round, *args, GD, K, R, 1, 128)[0]

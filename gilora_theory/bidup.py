@@ -248,7 +248,8 @@ def refine(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1
         Bid-Up sweeps per round.
     blocksize : int, default 128
     spectrum : HessianSpectrum, optional
-        Cached spectrum of ``H`` (computed once otherwise, reused every round).
+        Cached spectrum of ``H``; otherwise computed once when the Gram route
+        does not apply (e.g. ``lam = 0`` on a singular ``H``), not at all when it does.
 
     Returns
     -------
@@ -263,14 +264,16 @@ def refine(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1
     r = _v.check_rank(rank, *W.shape)
     rounds = _v.check_int("rounds", rounds, low=0)
     lam = resolve_lam(H, damp, lam)
-    spec = spectrum if spectrum is not None else hessian_spectrum(H)
+    spec = spectrum
     G = H + lam * np.eye(H.shape[0])
     M0 = L0 @ R0 if L0 is not None and R0 is not None else 0.0
     with np.errstate(over="ignore", invalid="ignore"):
         trace, steps = [_trace_quad(G, W - Q - M0)], ["start"]
         D = W - Q
         GD = G @ D                    # H_lam (W - Q), carried from round to round
-        K = D.T @ GD if _gram_route(D.shape, r, spec, lam) else None
+        K = D.T @ GD if _gram_route(D.shape, r, lam, spec=spec, H=H) else None
+        if K is None and spec is None:
+            spec = hessian_spectrum(H)   # OLrC of B every round: computed once
         R = None
         for _ in range(rounds):
             L, R, value, f, GD, K = _round(W, Q, G, grid, spec, r, lam, GD, K, R, sweeps,

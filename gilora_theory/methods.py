@@ -35,7 +35,7 @@ from .branch import quantize_after, quantize_branch
 from .gilora import _top_eigenvectors, gilora
 from .gptq import gptq
 from .grid import Grid, clipped_mask, fit_grid
-from .objective import Objective, _evaluate, hessian_spectrum, resolve_lam
+from .objective import Objective, _evaluate, resolve_lam
 from .olrc import _olrc
 
 __all__ = ["METHODS", "Compression", "compress", "ridge_R"]
@@ -218,7 +218,7 @@ def _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info):
 def _then_olrc(first):
     def run(W, H, grid, r, *, lam, **kw):
         Q, _, _, clipped, _, info = first(W, H, grid, r, lam=lam, **kw)
-        L, R, _, _ = _olrc(W - Q, hessian_spectrum(H), r, lam)
+        L, R, _, _ = _olrc(W - Q, None, r, lam, svd="partial", H=H)
         return Q, L, R, clipped, None, info
     return run
 

@@ -30,6 +30,7 @@ import scipy.linalg
 
 from . import _validation as _v
 from ._krylov import top_eigenpairs_explicit
+from .gptq import _lam_is_safe
 from .objective import HessianSpectrum, hessian_spectrum, resolve_lam
 
 __all__ = ["OLrCResult", "olrc", "range_tolerance", "SVD_ROUTES"]
@@ -76,30 +77,49 @@ def _partial_applies(shape: tuple[int, int], r: int) -> bool:
     return r >= 1 and n >= 512 and 64 * r <= n
 
 
-def _gram_route(shape: tuple[int, int], r: int, spec: HessianSpectrum, lam: float) -> bool:
-    """:func:`_olrc_gram` applies: the partial route, ``N_out <= N`` and ``H_lam`` positive definite."""
+def _gram_route(shape: tuple[int, int], r: int, lam: float, *,
+                spec: HessianSpectrum | None = None, H: np.ndarray | None = None) -> bool:
+    """:func:`_olrc_gram` applies: the partial route, ``N_out <= N`` and ``H_lam`` positive definite.
+
+    Positive definiteness is read from the cached spectrum when given, else
+    from ``lam`` alone (:func:`gilora_theory.gptq._lam_is_safe`: the damping
+    surely lifts every eigenvalue of ``H_lam`` above the rounding level), so no
+    eigendecomposition of ``H`` is needed at the default damping.
+    """
+    if not (_partial_applies(shape, r) and shape[1] <= shape[0]):
+        return False
+    if spec is None:
+        return _lam_is_safe(H, lam)
     e = spec.eigvals + lam
-    return (_partial_applies(shape, r) and shape[1] <= shape[0]
-            and bool(np.all(e > range_tolerance(e))))
+    return bool(np.all(e > range_tolerance(e)))
 
 
-def _olrc(D: np.ndarray, spec: HessianSpectrum, r: int, lam: float, *, svd: str = "full",
-          GD: np.ndarray | None = None, K: np.ndarray | None = None,
-          start: np.ndarray | None = None):
+def _olrc(D: np.ndarray, spec: HessianSpectrum | None, r: int, lam: float, *,
+          svd: str = "full", GD: np.ndarray | None = None, K: np.ndarray | None = None,
+          start: np.ndarray | None = None, H: np.ndarray | None = None):
     """Kernel: optimal rank-r ``L, R`` for the residual ``D = W - Q``; ``(L, R, value, a)``.
 
     ``svd="full"``: LAPACK's SVD of ``B``; ``a`` holds every singular value.
     ``svd="partial"`` (where :func:`_partial_applies`): the top-r pairs only
     (``a = a_1..a_r``) from the Gram matrix of ``B`` by
-    :func:`gilora_theory._krylov.top_eigenpairs_explicit`. When ``H_lam`` is
-    positive definite, ``N_out <= N`` and ``GD = H_lam D`` is given (the
-    refinement loop carries it, and ``K = D^T H_lam D`` if known),
-    :func:`_olrc_gram` works from them (no ``B``); otherwise
-    :func:`_top_singular` decomposes ``B``. The value is then the explicit
-    residual. ``start`` seeds the eigensolver (e.g. the previous ``R^T``).
+    :func:`gilora_theory._krylov.top_eigenpairs_explicit`, through
+    :func:`_olrc_gram` (no ``B``) where :func:`_gram_route` holds and
+    ``GD = H_lam D`` is given (the refinement loop carries it, and
+    ``K = D^T H_lam D`` if known: a given ``K`` means the caller checked
+    :func:`_gram_route`) or ``spec`` is None (then ``GD`` is computed from
+    ``H``); otherwise :func:`_top_singular` decomposes ``B``. The value is then
+    the explicit residual. ``spec`` None: computed from ``H`` when needed.
+    ``start`` seeds the eigensolver (e.g. the previous ``R^T``).
     """
-    if svd == "partial" and GD is not None and _gram_route(D.shape, r, spec, lam):
-        return _olrc_gram(D, GD, D.T @ GD if K is None else K, r, start)
+    if K is not None:
+        return _olrc_gram(D, GD, K, r, start)
+    if svd == "partial" and (GD is not None or spec is None) and _gram_route(
+            D.shape, r, lam, spec=spec, H=H):
+        if GD is None:
+            GD = H @ D
+            GD += lam * D
+        return _olrc_gram(D, GD, D.T @ GD, r, start)
+    spec = hessian_spectrum(H) if spec is None else spec
     e = spec.eigvals + lam
     keep = e > range_tolerance(e)
     partial = svd == "partial" and _partial_applies(D.shape, r)
@@ -219,10 +239,9 @@ def olrc(W, Q, H, rank: int, *, damp: float = 0.01, lam: float | None = None,
     if svd not in SVD_ROUTES:
         raise ValueError(f"svd must be one of {SVD_ROUTES}; got {svd!r}")
     lam = resolve_lam(H, damp, lam)
-    spec = spectrum if spectrum is not None else hessian_spectrum(H)
-    if spec.eigvecs.shape[0] != W.shape[0]:
-        raise ValueError(f"spectrum is for N = {spec.eigvecs.shape[0]}, W has N = {W.shape[0]}")
+    if spectrum is not None and spectrum.eigvecs.shape[0] != W.shape[0]:
+        raise ValueError(f"spectrum is for N = {spectrum.eigvecs.shape[0]}, W has N = {W.shape[0]}")
     with np.errstate(over="ignore", invalid="ignore"):
-        L, R, value, a = _olrc(W - Q, spec, r, lam, svd=svd)
+        L, R, value, a = _olrc(W - Q, spectrum, r, lam, svd=svd, H=H)
     _v.check_finite_output("OLrC", "Rescale W and Q, or H.", L=L, R=R, value=value)
     return OLrCResult(L, R, value, a, lam)

@@ -5,6 +5,8 @@ fallback, its seeding, degenerate spectra), OLrC's Gram route against the full
 SVD, the sparse products with Bid-Up's moves against dense ones, and the Gram
 matrix and gradient the refinement loop carries against fresh products.
 """
+import sys
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -91,7 +93,7 @@ def test_degenerate_spectra():
 def test_gram_route_of_olrc_matches_the_full_svd(layer512):
     layer, Q, G = layer512
     r, D = 8, layer.W - Q
-    assert _gram_route(D.shape, r, layer.spec, layer.lam)
+    assert _gram_route(D.shape, r, layer.lam, spec=layer.spec)
     full = olrc(layer.W, Q, layer.H, r, lam=layer.lam, spectrum=layer.spec, svd="full")
     L, R, value, a = _olrc(D, layer.spec, r, layer.lam, svd="partial", GD=G @ D)
     s = full.singular_values
@@ -176,7 +178,8 @@ def test_refine_without_the_gram_route_still_agrees(layer512):
     W = rng.standard_normal((512, 512)) * 0.1
     grid = fit_grid(W, 3)
     spec = hessian_spectrum(H)
-    assert not _gram_route(W.shape, 8, spec, 0.0)
+    assert not _gram_route(W.shape, 8, 0.0, spec=spec)
+    assert not _gram_route(W.shape, 8, 0.0, H=H)
     Q0 = gptq(W, H, grid, lam=1e-3).Q
     res = refine(W, H, grid, Q0, 8, rounds=2, lam=0.0, spectrum=spec)
     final = olrc(W, res.Q, H, 8, lam=0.0, spectrum=spec, svd="full")
@@ -198,3 +201,35 @@ def test_the_filter_is_the_scaled_chebyshev_polynomial(m):
     np.testing.assert_allclose(np.diag(out), want, rtol=1e-12, atol=1e-15)
     assert np.count_nonzero(out - np.diag(np.diag(out))) == 0
     assert abs(np.diag(out)[-1] - 1.0) <= 1e-12 and np.max(np.abs(want[lam <= 1.0])) <= 1.0 / T(x0) * (1 + 1e-12)
+
+
+def _no_spectrum(*args, **kwargs):
+    raise AssertionError("the eigendecomposition of H was computed")
+
+
+def test_partial_olrc_and_refine_need_no_eigendecomposition_at_default_damping(layer512,
+                                                                               monkeypatch):
+    layer, Q, _ = layer512
+    full = olrc(layer.W, Q, layer.H, 8, lam=layer.lam, spectrum=layer.spec, svd="full")
+    with_spec = refine(layer.W, layer.H, layer.grid, Q, 8, rounds=2, lam=layer.lam,
+                       spectrum=layer.spec)
+    monkeypatch.setattr(sys.modules["gilora_theory.olrc"], "hessian_spectrum", _no_spectrum)
+    monkeypatch.setattr(sys.modules["gilora_theory.bidup"], "hessian_spectrum", _no_spectrum)
+    part = olrc(layer.W, Q, layer.H, 8, lam=layer.lam, svd="partial")
+    assert abs(part.value - full.value) <= 64 * 512 * EPS * full.singular_values[0] ** 2 * 8
+    res = refine(layer.W, layer.H, layer.grid, Q, 8, rounds=2, lam=layer.lam)
+    assert np.array_equal(res.Q, with_spec.Q)
+    np.testing.assert_allclose(res.trace, with_spec.trace, rtol=1e3 * 512 * EPS)
+    with pytest.raises(AssertionError, match="eigendecomposition"):   # the full route needs it
+        olrc(layer.W, Q, layer.H, 8, lam=layer.lam, svd="full")
+
+
+def test_compress_then_olrc_reaches_the_optimum_on_a_large_layer(layer512):
+    from gilora_theory import compress
+    layer, Q, _ = layer512
+    res = compress(layer.W, layer.H, "gptq+olrc", 3, 8, grid=layer.grid)
+    assert np.array_equal(res.Q, Q)
+    full = olrc(layer.W, Q, layer.H, 8, lam=res.lam, spectrum=layer.spec, svd="full")
+    D = layer.W - res.Q - res.L @ res.R
+    value = float(np.sum(D * ((layer.H + res.lam * np.eye(512)) @ D)))
+    assert abs(value - full.value) <= 1e3 * 512 * EPS * full.value
