@@ -22,7 +22,8 @@ import numpy as np
 from . import _validation as _v
 from .objective import hessian
 
-__all__ = ["Layer", "load_layer", "save_layer", "atomic_write", "save_npz", "write_json"]
+__all__ = ["Layer", "load_layer", "save_layer", "atomic_write", "save_npz", "write_json",
+           "writable_folder"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,27 @@ def atomic_write(path, mode: str = "wb"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def writable_folder(path, name: str = "out") -> Path:
+    """``path`` as a folder that exists and takes files, checked before a long job writes to it.
+
+    Creates the folder (and its parents) if needed and writes and removes a
+    probe file in it, so that a folder that cannot be written (under a file,
+    on a read-only file system, without permission) fails at once, naming the
+    argument ``name``, instead of at the end of the job.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} must be a folder; {str(path)!r} is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise OSError(f"{name} must be a writable folder; {str(path)!r}: "
+                      f"{exc.strerror or exc}") from None
+    return path
 
 
 def save_npz(path, **arrays) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _validation as _v
-from .io import atomic_write, write_json
+from .io import atomic_write, writable_folder, write_json
 
 __all__ = ["verdict_table", "report_markdown", "report_dict", "write_report",
            "markdown_table", "exit_status", "CheckRun", "run_check", "claim_figures"]
@@ -255,9 +255,7 @@ def run_check(out_dir, *, quick: bool = False, seed: int = 0, claims=None, live:
     from . import paper
     seed = _v.check_int("seed", seed, low=0)
     ids = paper.claim_ids(claims)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out must be a folder; {str(out_dir)!r} is a file")
+    out_dir = writable_folder(out_dir, "out")         # fail now, not after the claims
     t0 = time.perf_counter()
     data = paper.default_data(quick=quick, seed=seed, live=live)
     notes = list(data.notes)

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,20 @@ def test_failing_claim_exits_1_and_is_reported(tmp_path, capsys, monkeypatch):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["C1"]["verdict"] == "FAIL" and report["C10"]["verdict"] == "PASS"
     assert report["meta"]["exit_status"] == 1
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "proc"])
+def test_unwritable_out_fails_before_any_claim_runs(tmp_path, capsys, monkeypatch, where):
+    """The folder is probed first: no claim (minutes of work) runs before exit 2."""
+    def never(*args, **kwargs):
+        raise AssertionError("the claims ran although out cannot be written")
+    monkeypatch.setattr(paper, "default_data", never)
+    if where == "under_a_file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"
+    else:
+        out = Path("/proc/gilora-theory-check-out")      # not writable, even for root
+    status = cli.main(["check", "--quick", "--no-live", "--no-progress", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "out must be a writable folder" in err[0]
+    assert not out.exists()
