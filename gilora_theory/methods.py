@@ -10,6 +10,9 @@
 ``rtn+olrc``    RTN, then Alg. 2 (the calibration-aware LoRC/QERA baseline)
 ``gilora+olrc`` GILoRA's ``Q``, then Alg. 2
 ``refine``      GILoRA, then ``rounds`` refinement rounds (Alg. 4 loop)
+``gptq+svd``    GPTQ, then the data-free branch: the SVD fit of ``W - Q``
+                (LoRC [3]; :func:`gilora_theory.datafree.svd_fit`, ``H = I``)
+``rtn+svd``     RTN, then the same (wholly calibration-free)
 =============== ==========================================================
 
 Every method evaluates its result on the undamped error and on the damped
@@ -21,6 +24,8 @@ References
 ----------
 [1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
 [2] E. Frantar et al., "GPTQ", arXiv:2210.17323 (2022).
+[3] Z. Yao et al., "ZeroQuant-V2: exploring post-training quantization in LLMs
+    from comprehensive study to low rank compensation", arXiv:2303.08302 (2023).
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ import scipy.linalg
 from . import _validation as _v
 from .bidup import refine
 from .branch import quantize_after, quantize_branch
+from .datafree import alternating_fit, coordinate_fit, svd_fit
 from .gilora import _top_eigenvectors, gilora
 from .gptq import gptq
 from .grid import Grid, clipped_mask, fit_grid
@@ -40,7 +46,8 @@ from .olrc import _olrc
 
 __all__ = ["METHODS", "Compression", "compress", "ridge_R"]
 
-METHODS = ("rtn", "gptq", "gilora", "gptq+olrc", "gptq+ls", "rtn+olrc", "gilora+olrc", "refine")
+METHODS = ("rtn", "gptq", "gilora", "gptq+olrc", "gptq+ls", "rtn+olrc", "gilora+olrc", "refine",
+           "gptq+svd", "rtn+svd")
 
 
 @dataclass(frozen=True)
@@ -153,9 +160,11 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
         Put the branch's ``L`` / ``R`` on their own grids of this many bits
         (:mod:`gilora_theory.branch`, one grid per branch direction; None: full
         precision, results unchanged bit for bit). ``gilora`` quantizes ``L``
-        before the pass and ``R`` after; every other method quantizes ``L``,
-        refits ``R`` (:func:`gilora_theory.branch.refit_R`, damping ``lam``)
-        and quantizes ``R``. Recorded in ``info`` when the rank is positive.
+        before the pass and ``R`` after; ``*+svd`` stay data-free (alternating
+        fit, then coordinate fit, :mod:`gilora_theory.datafree`); every other
+        method quantizes ``L``, refits ``R`` (:func:`gilora_theory.branch.refit_R`,
+        damping ``lam``) and quantizes ``R``. Recorded in ``info`` when the rank
+        is positive.
 
     Returns
     -------
@@ -205,9 +214,17 @@ def _gilora(W, H, grid, r, *, damp, damp_from, blocksize, route, l_bits=None, **
 
 
 def _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info):
-    """``L`` and ``R`` on their own grids (GILoRA's ``L`` already was, before the pass)."""
+    """``L`` and ``R`` on their own grids (GILoRA's ``L`` already was, before the pass).
+
+    The data-free methods stay data-free: the alternating fit from the SVD fit,
+    polished by the monotone coordinate fit (:mod:`gilora_theory.datafree`).
+    """
     if method == "gilora":
         branch, order = quantize_branch(L, R, r_bits=r_bits), "before"
+    elif method.endswith("+svd"):
+        start = alternating_fit(W, Q, L.shape[1], l_bits=l_bits, r_bits=r_bits).branch
+        branch = coordinate_fit(W, Q, L.shape[1], start=start).branch
+        order = "data-free"
     else:
         res = quantize_after(W, Q, H, L, R, l_bits=l_bits, r_bits=r_bits, lam=lam)
         branch, order = res.branch, res.order
@@ -220,6 +237,14 @@ def _then_olrc(first):
         Q, _, _, clipped, _, info = first(W, H, grid, r, lam=lam, **kw)
         L, R, _, _ = _olrc(W - Q, None, r, lam, svd="partial", H=H)
         return Q, L, R, clipped, None, info
+    return run
+
+
+def _then_svd(first):
+    def run(W, H, grid, r, *, lam, **kw):
+        Q, _, _, clipped, _, info = first(W, H, grid, r, lam=lam, **kw)
+        fit = svd_fit(W, Q, r)
+        return Q, fit.L, fit.R, clipped, None, info
     return run
 
 
@@ -244,4 +269,6 @@ _METHOD_FUNCS = {
     "rtn+olrc": _then_olrc(_rtn),
     "gilora+olrc": _then_olrc(_gilora),
     "refine": _refine,
+    "gptq+svd": _then_svd(_gptq),
+    "rtn+svd": _then_svd(_rtn),
 }

@@ -104,3 +104,35 @@ def test_orderings_that_must_hold(layer):
                           ("gilora", "gilora+olrc"), ("gilora+olrc", "refine")):
         assert F[better] <= F[worse] + tol, (worse, better, F[worse], F[better])
     assert all(np.isfinite(v) for v in F.values())
+
+
+# ---------------------------------------------------------------- data-free branches (LoRC)
+
+@pytest.mark.parametrize("method, first", [("rtn+svd", "rtn"), ("gptq+svd", "gptq")])
+def test_data_free_branch_is_the_truncated_svd_of_the_residual(layer, method, first):
+    W, X, H = layer
+    c = compress(W, H, method, 3, 2)
+    assert np.array_equal(c.Q, compress(W, H, first, 3, 0).Q)
+    s = np.linalg.svd(W - c.Q, compute_uv=False)               # an independent route
+    value = float(np.sum((W - c.Q - c.L @ c.R) ** 2))
+    assert value == pytest.approx(float(np.sum(s[2:] ** 2)), rel=64 * 8 * EPS, abs=64 * EPS)
+    # calibration-aware OLrC on the same Q is at least as good in the damped H metric
+    aware = compress(W, H, f"{first}+olrc", 3, 2)
+    assert aware.objective.damped_error <= c.objective.damped_error * (1 + 64 * 8 * EPS)
+
+
+def test_data_free_branch_on_grids_stays_data_free(layer):
+    W, X, H = layer
+    c = compress(W, H, "gptq+svd", 3, 2, l_bits=3, r_bits=3)
+    assert c.info["branch_order"] == "data-free"
+    full = compress(W, H, "gptq+svd", 3, 2)
+    assert np.array_equal(c.Q, full.Q) and not np.array_equal(c.L, full.L)
+    assert all(len(np.unique(c.L[:, k])) <= 8 for k in range(2))   # 3-bit grid per column
+    # it never looks at H: another calibration matrix gives the same branch
+    other = compress(W, H + np.diag(np.linspace(1.0, 9.0, 8)), "gptq+svd", 3, 2, l_bits=3,
+                     r_bits=3, grid=c.grid)
+    if np.array_equal(other.Q, c.Q):
+        assert np.array_equal(other.L, c.L) and np.array_equal(other.R, c.R)
+    rtn = compress(W, H, "rtn+svd", 3, 2, l_bits=3, r_bits=3)
+    rtn_other = compress(W, 2.0 * H + np.eye(8), "rtn+svd", 3, 2, l_bits=3, r_bits=3)
+    assert np.array_equal(rtn.L, rtn_other.L) and np.array_equal(rtn.R, rtn_other.R)
