@@ -77,7 +77,7 @@ def _cmd_run(args) -> dict:
                  l_bits=args.l_bits, r_bits=args.r_bits)
     save_npz(args.out, Q=c.Q, L=c.L, R=c.R, step=c.grid.step, zero=c.grid.zero,
              bits=np.asarray(c.grid.bits), beta=np.asarray(c.grid.beta),
-             bounded=np.asarray(c.grid.bounded))
+             bounded=np.asarray(c.grid.bounded), **_branch_grids(c.branch))
     out = {"method": c.method, "bits": args.bits, "rank": args.rank, "damp": args.damp,
            "lambda": c.lam, "error": c.objective.error, "damped_error": c.objective.damped_error,
            "relative_error": c.objective.relative_error, "clipped": c.clipped}
@@ -86,6 +86,20 @@ def _cmd_run(args) -> dict:
     out["effective_bits"] = compression_storage(c).effective_bits if c.grid.bounded else None
     if c.trace is not None:
         out["trace"] = c.trace
+    return out
+
+
+def _branch_grids(branch) -> dict:
+    """``L_step, L_zero, L_bits`` (grid of ``L``, per column) and ``R_...`` (grid of ``R^T``
+    when ``r_axis`` is ``"row"``, of ``R`` otherwise) for the arrays of OUT.npz."""
+    out = {}
+    if branch is None:
+        return out
+    for name, g in (("L", branch.L_grid), ("R", branch.R_grid)):
+        if g is not None:
+            out.update({f"{name}_step": g.step, f"{name}_zero": g.zero,
+                        f"{name}_bits": np.asarray(g.bits)})
+    out["r_axis"] = np.asarray(branch.r_axis)
     return out
 
 

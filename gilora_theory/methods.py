@@ -36,7 +36,7 @@ import scipy.linalg
 
 from . import _validation as _v
 from .bidup import refine
-from .branch import quantize_after, quantize_branch
+from .branch import QuantizedBranch, quantize_after, quantize_branch
 from .datafree import alternating_fit, coordinate_fit, svd_fit
 from .gilora import _top_eigenvectors, gilora
 from .gptq import gptq
@@ -72,6 +72,9 @@ class Compression:
         Refinement trace (``refine`` only).
     info : dict
         Method-specific extras (e.g. ``pass_lam`` of GILoRA).
+    branch : QuantizedBranch or None
+        With ``l_bits`` / ``r_bits``: ``L``, ``R`` and their grids (``L_grid``,
+        ``R_grid``, ``r_axis``), from which the stored codes follow; else None.
     """
 
     method: str
@@ -84,6 +87,7 @@ class Compression:
     clipped: int
     trace: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    branch: QuantizedBranch | None = None
 
 
 def ridge_R(W, Q, H, L, lam: float) -> np.ndarray:
@@ -186,11 +190,13 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
         Q, L, R, clipped, trace, info = _METHOD_FUNCS[method](
             W, H, grid, r, lam=lam, damp=damp, rounds=rounds, damp_from=damp_from,
             blocksize=blocksize, route=route, l_bits=l_bits if method == "gilora" else None)
+    branch, l_grid = None, info.pop("L_grid", None)    # GILoRA's grid of L (l_bits)
     if r > 0 and (l_bits is not None or r_bits is not None):
-        L, R, info = _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info)
+        branch, info = _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info, l_grid)
+        L, R = branch.L, branch.R
     _v.check_finite_output(f"method {method!r}", "Rescale W or H.", Q=Q, L=L, R=R)
     obj = _evaluate(W, Q, L, R, None, H, lam)
-    return Compression(method, Q, L, R, grid, lam, obj, clipped, trace, info)
+    return Compression(method, Q, L, R, grid, lam, obj, clipped, trace, info, branch)
 
 
 def _empty(W):
@@ -210,17 +216,22 @@ def _gptq(W, H, grid, r, *, damp, blocksize, route, **kw):
 def _gilora(W, H, grid, r, *, damp, damp_from, blocksize, route, l_bits=None, **kw):
     res = gilora(W, H, grid, r, l_bits=l_bits, damp=damp, damp_from=damp_from,
                  blocksize=blocksize, route=route)
-    return res.Q, res.L, res.R, res.n_clipped, None, {"pass_lam": res.lam}
+    info = {"pass_lam": res.lam}
+    if res.L_grid is not None:
+        info["L_grid"] = res.L_grid        # compress takes it out (not a report value)
+    return res.Q, res.L, res.R, res.n_clipped, None, info
 
 
-def _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info):
+def _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info, l_grid):
     """``L`` and ``R`` on their own grids (GILoRA's ``L`` already was, before the pass).
 
     The data-free methods stay data-free: the alternating fit from the SVD fit,
     polished by the monotone coordinate fit (:mod:`gilora_theory.datafree`).
     """
     if method == "gilora":
-        branch, order = quantize_branch(L, R, r_bits=r_bits), "before"
+        qb = quantize_branch(L, R, r_bits=r_bits)
+        branch = QuantizedBranch(qb.L, qb.R, l_grid, qb.R_grid, qb.r_axis)
+        order = "before"
     elif method.endswith("+svd"):
         start = alternating_fit(W, Q, L.shape[1], l_bits=l_bits, r_bits=r_bits).branch
         branch = coordinate_fit(W, Q, L.shape[1], start=start).branch
@@ -229,7 +240,7 @@ def _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info):
         res = quantize_after(W, Q, H, L, R, l_bits=l_bits, r_bits=r_bits, lam=lam)
         branch, order = res.branch, res.order
     extra = {"l_bits": l_bits, "r_bits": r_bits, "r_axis": branch.r_axis, "branch_order": order}
-    return branch.L, branch.R, {**info, **extra}
+    return branch, {**info, **extra}
 
 
 def _then_olrc(first):

@@ -138,3 +138,26 @@ def test_pickled_object_array_is_refused_without_unpickling(capsys, tmp_path):
     err = refused(capsys, tmp_path / "o.npz", "run", path, "--method", "rtn", "--bits", 2)
     assert "pickle" in err
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("method", ["gptq+olrc", "gilora", "rtn+svd"])
+def test_run_stores_the_branch_grids_and_they_reproduce_L_and_R(capsys, tmp_path, layer_X,
+                                                                 method):
+    from gilora_theory.grid import Grid
+    out_path = tmp_path / "out.npz"
+    code, out, err = run(capsys, "run", layer_X, "--method", method, "--bits", 3, "--rank", 2,
+                         "--l-bits", 3, "--r-bits", 4, "--out", out_path)
+    assert code == 0 and err == ""
+    with np.load(out_path, allow_pickle=False) as z:
+        L, R = z["L"], z["R"]
+        lg = Grid(z["L_step"], z["L_zero"], int(z["L_bits"]))
+        rg = Grid(z["R_step"], z["R_zero"], int(z["R_bits"]))
+        assert str(z["r_axis"]) == "row" and int(z["L_bits"]) == 3 and int(z["R_bits"]) == 4
+    assert np.array_equal(lg.quantize(L, np.arange(L.shape[0])), L)      # L is on its grid
+    assert np.array_equal(rg.quantize(R.T, np.arange(R.shape[1])), R.T)  # R^T on its grid
+    assert len(np.unique(L[:, 0])) <= 8 and len(np.unique(R.T[:, 0])) <= 16
+    plain = tmp_path / "plain.npz"
+    assert run(capsys, "run", layer_X, "--method", method, "--bits", 3, "--rank", 2,
+               "--out", plain)[0] == 0
+    with np.load(plain, allow_pickle=False) as z:
+        assert not {"L_step", "R_step", "r_axis"} & set(z.files)
