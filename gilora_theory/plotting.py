@@ -52,6 +52,8 @@ METHOD_STYLE = {
     "rtn+olrc": dict(color="tab:pink", marker="<", label="RTN → OLrC"),
     "gilora+olrc": dict(color="tab:green", marker="D", label="GILoRA → OLrC"),
     "refine": dict(color="tab:red", marker="P", label="GILoRA + refinement"),
+    "gptq+svd": dict(color="tab:purple", marker="h", label="GPTQ → data-free SVD"),
+    "rtn+svd": dict(color="tab:olive", marker="*", label="RTN → data-free SVD"),
 }
 """Colour, marker and legend label of each method (the same in every figure)."""
 
@@ -418,13 +420,6 @@ def plot_method_comparison(runs: pd.DataFrame, *, bits: int | None = None, rank:
     return fig
 
 
-_STORAGE_STYLE = {
-    **METHOD_STYLE,
-    "gptq+svd": dict(color="tab:purple", marker="h", label="GPTQ → data-free SVD"),
-    "rtn+svd": dict(color="tab:olive", marker="*", label="RTN → data-free SVD"),
-}
-
-
 def plot_error_vs_effective_bits(table: pd.DataFrame, *, xmax: float | None = 6.5,
                                  title: str = "") -> Figure:
     """Relative error against effective bits per weight, one panel per layer.
@@ -441,7 +436,7 @@ def plot_error_vs_effective_bits(table: pd.DataFrame, *, xmax: float | None = 6.
     for ax, (source, layer) in zip(axes, keys):
         d = df[(df["source"] == source) & (df["layer"] == layer)]
         for method, g in d.groupby("method", sort=False):
-            style = _STORAGE_STYLE[method]
+            style = METHOD_STYLE[method]
             fp = (g["branch"] == "fp").to_numpy()
             for sel, filled in ((fp, True), (~fp, False)):
                 if sel.any():

@@ -162,3 +162,9 @@ def test_tour_pictures():
     assert len([a for a in figs[0].axes if a.get_visible()]) == 2  # column 9 does not exist
     levels = sorted(ln.get_ydata()[0] for ln in figs[0].axes[0].get_lines())
     np.testing.assert_array_equal(levels, np.sort(grid.levels(0)))
+
+
+def test_every_method_has_one_style():
+    assert set(gt.METHODS) <= set(plotting.METHOD_STYLE)
+    labels = [s["label"] for s in plotting.METHOD_STYLE.values()]
+    assert len(set(labels)) == len(labels)
