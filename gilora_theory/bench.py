@@ -363,7 +363,7 @@ def sweep_speedup(workers: int = 2) -> Target:
     import multiprocessing
     from .experiments import run_sweep
     config = {"name": "bench", "methods": ["gptq", "gilora", "refine"], "bits": [3],
-              "ranks": [0, 4, 8], "seeds": list(range(8)), "options": {"rounds": 2},
+              "ranks": [0, 4, 8], "seeds": list(range(16)), "options": {"rounds": 2},
               "layers": [{"source": "synthetic", "name": "pl", "kind": "power_law", "m": 512,
                           "N": 192, "N_out": 192, "params": {"exponent": 1.0},
                           "weights": "gaussian"}]}
