@@ -29,7 +29,7 @@ import scipy.linalg
 
 from . import _validation as _v
 from .grid import Grid, check_grid
-from .objective import resolve_lam
+from .objective import _lam_is_safe, resolve_lam
 
 __all__ = ["GPTQResult", "gptq", "psi_factor", "ROUTES"]
 
@@ -181,16 +181,6 @@ def _reverse_in_place(A: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
         f[k:e] = f[m - e:m - k][::-1]
         f[m - e:m - k] = t[::-1]
     return A
-
-
-def _lam_is_safe(H: np.ndarray, lam: float) -> bool:
-    """``H + lam I`` is surely numerically positive definite (no spectrum check needed).
-
-    A validated ``H`` has ``min(e) >= -64 n eps max|H|`` and ``max(e) <= n max|H|``,
-    so ``lam > 2 (64 n + n^2) eps max|H|`` lifts ``min(e)`` above ``n eps max(e + lam)``.
-    """
-    n = H.shape[0]
-    return lam > 2 * (64 * n + n * n) * np.finfo(np.float64).eps * _v.max_abs(H)
 
 
 def _psi_eig(H_lam: np.ndarray, *, floor: bool) -> tuple[np.ndarray, float]:

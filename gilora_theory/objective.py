@@ -59,6 +59,16 @@ def _damping(H: np.ndarray, alpha: float) -> float:
         return float(alpha * np.mean(np.diag(H)))
 
 
+def _lam_is_safe(H: np.ndarray, lam: float) -> bool:
+    """``H + lam I`` is surely numerically positive definite (no spectrum check needed).
+
+    A validated ``H`` has ``min(e) >= -64 n eps max|H|`` and ``max(e) <= n max|H|``,
+    so ``lam > 2 (64 n + n^2) eps max|H|`` lifts ``min(e)`` above ``n eps max(e + lam)``.
+    """
+    n = H.shape[0]
+    return lam > 2 * (64 * n + n * n) * np.finfo(np.float64).eps * _v.max_abs(H)
+
+
 def resolve_lam(H: np.ndarray, damp: float, lam: float | None) -> float:
     """Absolute damping: ``lam`` if given, else ``damp * mean(diag H)`` (finite, or NumericalError)."""
     if lam is not None:

@@ -30,8 +30,7 @@ import scipy.linalg
 
 from . import _validation as _v
 from ._krylov import top_eigenpairs_explicit
-from .gptq import _lam_is_safe
-from .objective import HessianSpectrum, hessian_spectrum, resolve_lam
+from .objective import HessianSpectrum, _lam_is_safe, hessian_spectrum, resolve_lam
 
 __all__ = ["OLrCResult", "olrc", "range_tolerance", "SVD_ROUTES"]
 
@@ -82,7 +81,7 @@ def _gram_route(shape: tuple[int, int], r: int, lam: float, *,
     """:func:`_olrc_gram` applies: the partial route, ``N_out <= N`` and ``H_lam`` positive definite.
 
     Positive definiteness is read from the cached spectrum when given, else
-    from ``lam`` alone (:func:`gilora_theory.gptq._lam_is_safe`: the damping
+    from ``lam`` alone (:func:`gilora_theory.objective._lam_is_safe`: the damping
     surely lifts every eigenvalue of ``H_lam`` above the rounding level), so no
     eigendecomposition of ``H`` is needed at the default damping.
     """
