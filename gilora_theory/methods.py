@@ -243,20 +243,22 @@ def _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info, l_grid):
     return branch, {**info, **extra}
 
 
-def _then_olrc(first):
+def _then(first, fit):
+    """``first``'s ``Q``, then the branch ``fit(W, Q, H, r, lam) -> (L, R)`` for it."""
     def run(W, H, grid, r, *, lam, **kw):
         Q, _, _, clipped, _, info = first(W, H, grid, r, lam=lam, **kw)
-        L, R, _, _ = _olrc(W - Q, None, r, lam, svd="partial", H=H)
+        L, R = fit(W, Q, H, r, lam)
         return Q, L, R, clipped, None, info
     return run
 
 
-def _then_svd(first):
-    def run(W, H, grid, r, *, lam, **kw):
-        Q, _, _, clipped, _, info = first(W, H, grid, r, lam=lam, **kw)
-        fit = svd_fit(W, Q, r)
-        return Q, fit.L, fit.R, clipped, None, info
-    return run
+def _olrc_fit(W, Q, H, r, lam):
+    return _olrc(W - Q, None, r, lam, svd="partial", H=H)[:2]
+
+
+def _svd_fit(W, Q, H, r, lam):
+    fit = svd_fit(W, Q, r)            # data-free: H is not used
+    return fit.L, fit.R
 
 
 def _gptq_ls(W, H, grid, r, *, lam, **kw):
@@ -275,11 +277,11 @@ _METHOD_FUNCS = {
     "rtn": _rtn,
     "gptq": _gptq,
     "gilora": _gilora,
-    "gptq+olrc": _then_olrc(_gptq),
+    "gptq+olrc": _then(_gptq, _olrc_fit),
     "gptq+ls": _gptq_ls,
-    "rtn+olrc": _then_olrc(_rtn),
-    "gilora+olrc": _then_olrc(_gilora),
+    "rtn+olrc": _then(_rtn, _olrc_fit),
+    "gilora+olrc": _then(_gilora, _olrc_fit),
     "refine": _refine,
-    "gptq+svd": _then_svd(_gptq),
-    "rtn+svd": _then_svd(_rtn),
+    "gptq+svd": _then(_gptq, _svd_fit),
+    "rtn+svd": _then(_rtn, _svd_fit),
 }
