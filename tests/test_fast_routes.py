@@ -49,29 +49,25 @@ def _check_pairs(G, r, theta, Y, *, gap_tol=True):
         assert np.max(np.linalg.norm(V[:, :r] @ (V[:, :r].T @ Y) - Y, axis=0)) <= tol / gap / e[0]
 
 
-def test_filtered_iteration_matches_lapack_on_a_flat_residual_spectrum(layer512):
+@pytest.fixture(scope="module")
+def gram512(layer512):
     layer, Q, G = layer512
-    K = _residual_gram(layer.W - Q, G)
-    theta, Y, route = top_eigenpairs_explicit(K, 8, max_products=400)
-    assert route == "filtered"
-    _check_pairs(K, 8, theta, Y)
+    return _residual_gram(layer.W - Q, G)
 
 
-def test_exhausted_budget_falls_back_to_the_dense_solver(layer512):
-    layer, Q, G = layer512
-    K = _residual_gram(layer.W - Q, G)
-    theta, Y, route = top_eigenpairs_explicit(K, 8, max_products=1)
-    assert route == "dense"
-    _check_pairs(K, 8, theta, Y)
+@pytest.mark.parametrize("max_products, route", [(400, "filtered"), (1, "dense")])
+def test_filtered_iteration_and_its_dense_fallback_match_lapack(gram512, max_products, route):
+    """A flat residual spectrum: certified by the filter within budget, else LAPACK's subset."""
+    theta, Y, got = top_eigenpairs_explicit(gram512, 8, max_products=max_products)
+    assert got == route
+    _check_pairs(gram512, 8, theta, Y)
 
 
-def test_seeded_with_the_answer_it_certifies_at_once(layer512):
-    layer, Q, G = layer512
-    K = _residual_gram(layer.W - Q, G)
-    _, V = _dense_top(K, 8)
-    theta, Y, route = top_eigenpairs_explicit(K, 8, start=V, max_products=1)
+def test_seeded_with_the_answer_it_certifies_at_once(gram512):
+    _, V = _dense_top(gram512, 8)
+    theta, Y, route = top_eigenpairs_explicit(gram512, 8, start=V, max_products=1)
     assert route == "filtered"                 # one product: only the seed could do it
-    _check_pairs(K, 8, theta, Y)
+    _check_pairs(gram512, 8, theta, Y)
 
 
 def test_degenerate_spectra():
