@@ -9,28 +9,33 @@ Rows of ``W`` are input features.
 
 Modules, in the order the theory is told
 ----------------------------------------
-grid        -- the asymmetric per-column grid (bounded and unbounded), clipping report
-objective   -- ``H = X^T X``, damping, the layer error and its damped/relative forms
-gptq        -- Alg. 1, GPTQ in lazy-batch form with two factorisation routes
-olrc        -- Alg. 2, optimal low-rank compensation for a fixed Q
-gilora      -- Alg. 3, GPTQ-intrinsic LoRA (augmented Hessian), Schur complement
-bidup       -- Alg. 4, Bid-Up, and the refinement loop
-methods     -- compositions compared in the experiments (RTN, GPTQ+OLrC, ...)
+The numerical core (NumPy and SciPy only), flat at the top of the package:
+
+grid         -- the asymmetric per-column grid (bounded and unbounded), clipping report
+objective    -- ``H = X^T X``, damping, the layer error and its damped/relative forms
+gptq         -- Alg. 1, GPTQ: the paper's row loop and its lazy-batch equivalent
+olrc         -- Alg. 2, optimal low-rank compensation for a fixed Q
+gilora       -- Alg. 3, GPTQ-intrinsic LoRA (augmented Hessian), Schur complement
+bidup        -- Alg. 4, Bid-Up, and the refinement loop
 upper_bounds -- the upper-bound chain (Cor. 3.9) link by link, any L; g(b) h(r); clipping sweep
 lower_bounds -- the information-theoretic (minimax) lower bound, the class K, dominant scaling
-exact       -- exact optima on tiny layers (sphere decoding; enumeration with OLrC per Q)
-branch      -- a low-rank branch on its own low-bit grids (L before the GILoRA pass, R after)
-datafree    -- compensation without calibration data: SVD fit, quantized-branch fits
-storage     -- effective bits per weight of Q + L R, grid parameters included
-equal_storage -- error against effective bits for every method; winners per budget
-calibration -- synthetic gallery: X with exactly known spectra and tail energies; weights (incl. class K)
-data        -- layers in one form: synthetic, the bundled real MiniLM sample (no torch), extracted folders
-checks      -- correctness checks to run on your own data (loss identity, OLrC optimality, ...)
-paper       -- the claims C1..C14 of the paper, one function each, judged on given data (import it explicitly)
-report      -- ``gilora-theory check``: verdict table, report.md, report.json, figures (import it explicitly)
-io          -- layer files (``LAYER.npz``) read safely and written atomically
-torch_adapter -- the only module importing torch (import it explicitly): H hooks, W, write-back, model error
-cli         -- the ``gilora-theory`` command line
+exact        -- exact optima on tiny layers (sphere decoding; enumeration with OLrC per Q)
+methods      -- compositions compared in the experiments (RTN, GPTQ+OLrC, ...), and their
+                comparison with an exact optimum
+branch       -- a low-rank branch on its own low-bit grids (L before the GILoRA pass, R after)
+datafree     -- compensation without calibration data: SVD fit, quantized-branch fits
+storage      -- effective bits per weight of Q + L R, grid parameters included
+checks       -- correctness checks to run on your own data (loss identity, OLrC optimality, ...)
+
+Two sub-packages, imported explicitly:
+
+data         -- the layers: synthetic gallery, bundled real MiniLM layers, layer files,
+                the torch adapter (the only module importing torch)
+experiments  -- the claims C1..C15, sweeps, the equal-storage study, reports, figures
+
+and the ``gilora-theory`` command line (:mod:`gilora_theory.cli`). The core imports
+neither sub-package; ``data`` never imports ``experiments``
+(``tests/test_layout.py``). The mathematics is in ``docs/theory.md``.
 """
 from .bidup import BidUpResult, RefineResult, bid_up, refine
 from .branch import (BranchResult, QuantizedBranch, gilora_branch, olrc_branch, quantize_after,
@@ -44,7 +49,7 @@ from .checks import (CheckResult, check_bidup_argmin, check_blocksize_invariance
 from .gilora import GILoRAResult, augmented_hessian, gilora, schur_complement, top_eigenvectors
 from .gptq import GPTQResult, gptq, psi_factor
 from .grid import Grid, clipped_mask, fit_grid
-from .methods import METHODS, Compression, compress, ridge_R
+from .methods import METHODS, Compression, MethodComparison, compare_methods, compress, ridge_R
 from .objective import (HessianSpectrum, Objective, damping, evaluate, hessian,
                         hessian_spectrum, layer_error)
 from .olrc import OLrCResult, olrc
@@ -52,7 +57,7 @@ from .upper_bounds import (BoundChain, ChainLink, ClippingSweep, FactorisedBound
                            bound_chain, clipping_sweep, factorised_bound, layer_bounds)
 from .lower_bounds import (ScalingComparison, bad_fraction, degrees_ratio, lower_bound,
                            sample_class_k, scaling_comparison, volume_lower_bound)
-from .exact import ExactOptimum, MethodComparison, compare_methods, exact_optimum
+from .exact import ExactOptimum, exact_optimum
 from .storage import Storage, compression_storage, storage, storage_of
 from ._validation import NumericalError
 

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from .io import load_layer, save_npz
+from .data.io import load_layer, save_npz
 from .methods import METHODS, compress
 from .storage import compression_storage
 
@@ -115,7 +115,7 @@ def _add_sweep(sub) -> None:
 
 
 def _cmd_sweep(args) -> dict:
-    from .experiments import run_sweep_cli
+    from .experiments.sweep import run_sweep_cli
     return run_sweep_cli(args.config, args.out, workers=args.workers, progress=not args.no_progress)
 
 
@@ -127,7 +127,7 @@ def _add_figures(sub) -> None:
 
 
 def _cmd_figures(args) -> dict:
-    from .plotting import make_figures
+    from .experiments.plotting import make_figures
     return make_figures(args.tables, args.out)
 
 
@@ -148,7 +148,7 @@ def _add_check(sub) -> None:
 
 
 def _cmd_check(args) -> int:
-    from .report import run_check, verdict_table
+    from .experiments.report import run_check, verdict_table
     run = run_check(args.out, quick=args.quick, seed=args.seed, claims=args.claims,
                     live=not args.no_live, progress=not args.no_progress)
     print(verdict_table(run.results))
@@ -186,7 +186,7 @@ def _add_extract(sub) -> None:
 
 
 def _cmd_extract(args) -> dict:
-    from .torch_adapter import extract_model
+    from .data.torch_adapter import extract_model
     return extract_model(args.model, args.out, sequences=args.sequences, seq_len=args.seq_len,
                          batch_size=args.batch_size, progress=_progress(args, "extract"))
 
@@ -208,7 +208,7 @@ def _add_model_error(sub) -> None:
 
 
 def _cmd_model_error(args) -> dict:
-    from .torch_adapter import evaluate_model
+    from .data.torch_adapter import evaluate_model
     return evaluate_model(args.model, args.method, args.bits, args.rank, sequences=args.sequences,
                           heldout=args.heldout, seq_len=args.seq_len, damp=args.damp,
                           branch=args.branch, progress=_progress(args, "model-error"))
@@ -263,7 +263,8 @@ def _add_exact(sub) -> None:
 
 
 def _cmd_exact(args) -> dict:
-    from .exact import compare_methods, exact_optimum
+    from .exact import exact_optimum
+    from .methods import compare_methods
     layer = load_layer(args.layer)
     ex = exact_optimum(layer.W, layer.H, args.bits, args.rank, beta=args.beta, limit=args.limit)
     cmp = compare_methods(layer.W, layer.H, ex, damp=args.damp)

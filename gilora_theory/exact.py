@@ -34,17 +34,16 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
 
 from . import _validation as _v
 from .grid import Grid, fit_grid
-from .methods import METHODS, compress
 from .olrc import olrc
 
-__all__ = ["ExactOptimum", "exact_optimum", "MethodComparison", "compare_methods",
+__all__ = ["ExactOptimum", "exact_optimum",
            "square_root_factor", "EXACT_METHODS"]
 
 EXACT_METHODS = ("auto", "sphere", "enumerate")
@@ -346,55 +345,3 @@ def _columns(W, H, Rm, lv, method, limit, batch):
             nodes += n_nodes
         value += v
     return Q, value, N_out * K ** N, examined, nodes
-
-
-@dataclass(frozen=True)
-class MethodComparison:
-    """Each algorithm's undamped error against the exact optimum.
-
-    Attributes
-    ----------
-    optimum : float
-    errors : dict
-        Method name -> ``E`` of its reconstruction (same grid and rank).
-    ratios : dict
-        Method name -> ``E / optimum`` (>= 1 up to rounding; 1.0 when both are 0,
-        inf when only the optimum is 0).
-    """
-
-    optimum: float
-    errors: dict = field(default_factory=dict)
-    ratios: dict = field(default_factory=dict)
-
-
-def compare_methods(W, H, optimum: ExactOptimum, *, methods=METHODS, damp: float = 0.01,
-                    rounds: int = 1, damp_from: str = "augmented") -> MethodComparison:
-    """Run each method of :func:`~gilora_theory.methods.compress` on the optimum's grid and rank.
-
-    Parameters
-    ----------
-    W : (N, N_out) array_like
-    H : (N, N) array_like
-    optimum : ExactOptimum
-        From :func:`exact_optimum` with a grid (not an explicit alphabet).
-    methods : sequence of str, default all of METHODS
-    damp, rounds, damp_from
-        Passed to ``compress``.
-
-    Returns
-    -------
-    MethodComparison
-    """
-    if not isinstance(optimum, ExactOptimum):
-        raise TypeError(f"optimum must be an ExactOptimum; got {type(optimum).__name__}")
-    if optimum.grid is None:
-        raise ValueError("compare_methods needs an optimum computed on a grid (bits= or grid=)")
-    errors, ratios = {}, {}
-    opt = optimum.value
-    for m in methods:
-        c = compress(W, H, m, optimum.grid.bits, optimum.rank, damp=damp, rounds=rounds,
-                     damp_from=damp_from, grid=optimum.grid)
-        e = c.objective.error
-        errors[m] = e
-        ratios[m] = e / opt if opt > 0 else (1.0 if e == 0 else math.inf)
-    return MethodComparison(opt, errors, ratios)

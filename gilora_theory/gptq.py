@@ -31,7 +31,7 @@ from . import _validation as _v
 from .grid import Grid, check_grid
 from .objective import _lam_is_safe, resolve_lam
 
-__all__ = ["GPTQResult", "gptq", "psi_factor", "ROUTES"]
+__all__ = ["GPTQResult", "gptq", "gptq_loop", "psi_factor", "ROUTES"]
 
 ROUTES = ("cholesky", "eig")
 
@@ -84,6 +84,41 @@ class GPTQResult(PassSummary):
     clipped: np.ndarray
     perm: np.ndarray
     route: str
+
+
+def gptq_loop(W, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None) -> GPTQResult:
+    """Alg. 1 of [1] exactly as the paper writes it: one row at a time (the definition).
+
+    ::
+
+        W~ = W
+        for t = 1..N:
+            q_t   = quant(w~_t)
+            eps_t = (w~_t - q_t) / Psi_tt
+            w~_s -= Psi_st eps_t        for all s > t
+
+    ``Psi`` is the lower-triangular factor of ``H_lam^{-1}`` (:func:`psi_factor`).
+    This is the slow, plainly written reference (one rank-one update per row,
+    ``N^2 N_out`` flops in BLAS-2, no dead-channel handling, identity order);
+    :func:`gptq` runs the same arithmetic in lazy batches and is what every other
+    function uses. Tests and claim C1 compare the two (identical ``Q``).
+    """
+    W, H = _check_common(W, H, grid, 1, "cholesky", "raise")
+    lam = resolve_lam(H, damp, lam)
+    Psi = psi_factor(H + lam * np.eye(H.shape[0]))
+    Wt = W.copy()                                            # W~
+    Q = np.empty_like(W)
+    eps = np.empty_like(W)
+    for t in range(W.shape[0]):
+        Q[t] = grid.quantize(Wt[t], t)                       # q_t = quant(w~_t)
+        eps[t] = (Wt[t] - Q[t]) / Psi[t, t]                  # eps_t
+        Wt[t + 1:] -= np.outer(Psi[t + 1:, t], eps[t])       # w~_s -= Psi_st eps_t, s > t
+    psi_diag = np.diag(Psi).copy()
+    step_terms = np.sum(eps * eps, axis=1)                   # ||w~_t - q_t||^2 / Psi_tt^2
+    clipped = np.abs(eps * psi_diag[:, None]) > grid.half_step(np.arange(W.shape[0])) * (
+        1 + 8 * np.finfo(np.float64).eps)
+    _v.check_finite_output("the GPTQ loop", "Rescale W or increase damp.", Q=Q)
+    return GPTQResult(Q, lam, psi_diag, step_terms, clipped, np.arange(W.shape[0]), "cholesky")
 
 
 def psi_factor(H_lam, *, route: str = "cholesky") -> np.ndarray:

@@ -29,6 +29,7 @@ References
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,8 +44,9 @@ from .gptq import gptq
 from .grid import Grid, clipped_mask, fit_grid
 from .objective import Objective, _evaluate, resolve_lam
 from .olrc import _olrc
+from .exact import ExactOptimum
 
-__all__ = ["METHODS", "Compression", "compress", "ridge_R"]
+__all__ = ["METHODS", "Compression", "compress", "ridge_R", "MethodComparison", "compare_methods"]
 
 METHODS = ("rtn", "gptq", "gilora", "gptq+olrc", "gptq+ls", "rtn+olrc", "gilora+olrc", "refine",
            "gptq+svd", "rtn+svd")
@@ -285,3 +287,55 @@ _METHOD_FUNCS = {
     "gptq+svd": _then(_gptq, _svd_fit),
     "rtn+svd": _then(_rtn, _svd_fit),
 }
+
+
+@dataclass(frozen=True)
+class MethodComparison:
+    """Each algorithm's undamped error against the exact optimum.
+
+    Attributes
+    ----------
+    optimum : float
+    errors : dict
+        Method name -> ``E`` of its reconstruction (same grid and rank).
+    ratios : dict
+        Method name -> ``E / optimum`` (>= 1 up to rounding; 1.0 when both are 0,
+        inf when only the optimum is 0).
+    """
+
+    optimum: float
+    errors: dict = field(default_factory=dict)
+    ratios: dict = field(default_factory=dict)
+
+
+def compare_methods(W, H, optimum: ExactOptimum, *, methods=METHODS, damp: float = 0.01,
+                    rounds: int = 1, damp_from: str = "augmented") -> MethodComparison:
+    """Run each method of :func:`compress` on the optimum's grid and rank.
+
+    Parameters
+    ----------
+    W : (N, N_out) array_like
+    H : (N, N) array_like
+    optimum : ExactOptimum
+        From :func:`gilora_theory.exact.exact_optimum` with a grid (not an explicit alphabet).
+    methods : sequence of str, default all of METHODS
+    damp, rounds, damp_from
+        Passed to ``compress``.
+
+    Returns
+    -------
+    MethodComparison
+    """
+    if not isinstance(optimum, ExactOptimum):
+        raise TypeError(f"optimum must be an ExactOptimum; got {type(optimum).__name__}")
+    if optimum.grid is None:
+        raise ValueError("compare_methods needs an optimum computed on a grid (bits= or grid=)")
+    errors, ratios = {}, {}
+    opt = optimum.value
+    for m in methods:
+        c = compress(W, H, m, optimum.grid.bits, optimum.rank, damp=damp, rounds=rounds,
+                     damp_from=damp_from, grid=optimum.grid)
+        e = c.objective.error
+        errors[m] = e
+        ratios[m] = e / opt if opt > 0 else (1.0 if e == 0 else math.inf)
+    return MethodComparison(opt, errors, ratios)

@@ -4,7 +4,7 @@ W - Q = Psi E, hence E_lam(Q) = sum_t ||w~_t - q_t||^2 / Psi_tt^2 for GPTQ; for
 GILoRA E + lam ||W - Q||^2 + lam ||R||^2 equals its step sum (Sec. 3 of [1]).
 
 Data: the synthetic gallery and the bundled real all-MiniLM-L6-v2 layers
-(``gilora_theory.paper.default_data``), seed fixed below; ``--quick`` (or the
+(``gilora_theory.experiments.paper.default_data``), seed fixed below; ``--quick`` (or the
 environment variable ``GILORA_QUICK=1``) runs the small version. Prints one
 verdict line with its numbers; exit status 1 when the claim fails.
 
@@ -14,7 +14,7 @@ verdict line with its numbers; exit status 1 when the claim fails.
 """
 import sys
 
-from gilora_theory import paper
+from gilora_theory.experiments import paper
 
 SEED = 20260601
 

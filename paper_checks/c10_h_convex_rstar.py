@@ -4,7 +4,7 @@ In the factorised bound g(b) h(r), h(r) = ||X - X_r||_F^2 + (N + r) lam is
 convex in r and minimal at r* = #{s_i^2 > lam} (Sec. 4 of THEORY.md).
 
 Data: the synthetic gallery and the bundled real all-MiniLM-L6-v2 layers
-(``gilora_theory.paper.default_data``), seed fixed below; ``--quick`` (or the
+(``gilora_theory.experiments.paper.default_data``), seed fixed below; ``--quick`` (or the
 environment variable ``GILORA_QUICK=1``) runs the small version. Prints one
 verdict line with its numbers; exit status 1 when the claim fails.
 
@@ -14,7 +14,7 @@ verdict line with its numbers; exit status 1 when the claim fails.
 """
 import sys
 
-from gilora_theory import paper
+from gilora_theory.experiments import paper
 
 SEED = 20260601
 

@@ -4,7 +4,7 @@ For well-conditioned X, Cor. 3.9 and the lower bound share the dominant
 scaling (1 - r/N) s_min^2 / B^2, so their ratio stays bounded as N and b grow.
 
 Data: the synthetic gallery and the bundled real all-MiniLM-L6-v2 layers
-(``gilora_theory.paper.default_data``), seed fixed below; ``--quick`` (or the
+(``gilora_theory.experiments.paper.default_data``), seed fixed below; ``--quick`` (or the
 environment variable ``GILORA_QUICK=1``) runs the small version. Prints one
 verdict line with its numbers; exit status 1 when the claim fails.
 
@@ -14,7 +14,7 @@ verdict line with its numbers; exit status 1 when the claim fails.
 """
 import sys
 
-from gilora_theory import paper
+from gilora_theory.experiments import paper
 
 SEED = 20260601
 

@@ -5,7 +5,7 @@ over GPTQ's) against the bound's prediction h(r)/h(0). It fails only if a
 measured number contradicts what must hold.
 
 Data: the synthetic gallery and the bundled real all-MiniLM-L6-v2 layers
-(``gilora_theory.paper.default_data``), seed fixed below; ``--quick`` (or the
+(``gilora_theory.experiments.paper.default_data``), seed fixed below; ``--quick`` (or the
 environment variable ``GILORA_QUICK=1``) runs the small version. Prints one
 verdict line with its numbers; exit status 1 when the claim fails.
 
@@ -15,7 +15,7 @@ verdict line with its numbers; exit status 1 when the claim fails.
 """
 import sys
 
-from gilora_theory import paper
+from gilora_theory.experiments import paper
 
 SEED = 20260601
 

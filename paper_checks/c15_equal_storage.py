@@ -35,10 +35,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from gilora_theory import data
-from gilora_theory.equal_storage import (l_order_comparison, storage_invariants, storage_table,
+from gilora_theory.data import layers as data
+from gilora_theory.experiments.equal_storage import (l_order_comparison, storage_invariants, storage_table,
                                          storage_winners)
-from gilora_theory.plotting import plot_error_vs_effective_bits, save_figure
+from gilora_theory.experiments.plotting import plot_error_vs_effective_bits, save_figure
 
 SEED = 20260601
 BUDGETS = (2.25, 2.5, 2.75, 3.0, 3.25, 3.5, 4.0, 4.5, 5.0, 6.0)

@@ -30,7 +30,7 @@ import pytest
 import gilora_theory as gt
 from gilora_theory import exact, upper_bounds
 from gilora_theory.cli import main
-from gilora_theory.io import load_layer, save_layer
+from gilora_theory.data.io import load_layer, save_layer
 
 N, N_OUT, M = 8, 5, 20
 BITS, RANK = 3, 2
@@ -536,7 +536,7 @@ def test_torch_hessian_file_is_loaded_weights_only(tmp_path):
     """A torch file whose unpickling would create a marker: import_hessian refuses it
     (weights-only loading) and the marker never appears; the control shows it would."""
     torch = pytest.importorskip("torch")
-    from gilora_theory.torch_adapter import import_hessian
+    from gilora_theory.data.torch_adapter import import_hessian
     marker = tmp_path / "UNPICKLED"
     path = tmp_path / "H.pt"
     torch.save({"H": torch.eye(3), "extra": _Marker(marker)}, path)

@@ -243,8 +243,8 @@ def test_compress_full_precision_branch_is_bit_identical_to_the_routines():
 
 
 def test_l_order_comparison_measures_and_bounds_the_cost_of_quantizing_L():
-    from gilora_theory.equal_storage import l_order_comparison
-    from gilora_theory.io import Layer
+    from gilora_theory.experiments.equal_storage import l_order_comparison
+    from gilora_theory.data.io import Layer
 
     layers = [Layer(*_layer(s, N=24, N_out=16, kind="spiked"), name=f"s{s}") for s in range(3)]
     t = l_order_comparison(layers, bits=3, rank=4, l_bits=(2,))

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gilora_theory import calibration as cal
+from gilora_theory.data import calibration as cal
 from gilora_theory.lower_bounds import in_class_k, sample_class_k
 from gilora_theory.testing.budget import scaled
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gilora_theory import cli, paper
+from gilora_theory import cli
+from gilora_theory.experiments import paper
 
 CLAIMS = [f"C{i}" for i in range(1, 15)]
 

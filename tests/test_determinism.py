@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import gilora_theory as gt
-from gilora_theory.calibration import calibration, weights
-from gilora_theory.experiments import sweep_table
+from gilora_theory.data.calibration import calibration, weights
+from gilora_theory.experiments.sweep import sweep_table
 
 EPS = np.finfo(np.float64).eps
 
@@ -86,7 +86,7 @@ def test_repeat_is_bit_identical_and_inputs_untouched():
 
 _DIGEST = r"""
 import hashlib, numpy as np, gilora_theory as gt
-from gilora_theory.calibration import calibration, weights
+from gilora_theory.data.calibration import calibration, weights
 def digest():
     h = hashlib.sha256()
     for kind, seed in (("power_law", 3), ("rank_deficient", 4), ("conditioned", 5)):

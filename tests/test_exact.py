@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gilora_theory import METHODS, fit_grid, olrc
-from gilora_theory.exact import compare_methods, exact_optimum, square_root_factor
+from gilora_theory.exact import exact_optimum, square_root_factor
+from gilora_theory.methods import compare_methods
 from gilora_theory.testing.budget import scaled
 from gilora_theory.testing.strategies import calibration, make_calibration, weights
 
@@ -188,7 +189,7 @@ def test_bad_inputs():
 def test_cli_exact(tmp_path, capsys):
     import json
     from gilora_theory.cli import main
-    from gilora_theory.io import save_layer
+    from gilora_theory.data.io import save_layer
     rng = np.random.default_rng(9)
     X, W = rng.standard_normal((10, 4)), rng.standard_normal((4, 2))
     save_layer(tmp_path / "layer.npz", W=W, X=X)

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 import gilora_theory as gt
-from gilora_theory import experiments as ex
-from gilora_theory.io import save_layer
+from gilora_theory.experiments import sweep as ex
+from gilora_theory.data.io import load_layer, save_layer
 
 EPS = np.finfo(np.float64).eps
 
@@ -56,7 +56,7 @@ def test_expansion_and_rows_match_direct_calls(config, tmp_path):
     t = res.table
     assert list(t["run_key"]) == keys and res.n_runs == len(keys) and res.n_resumed == 0
     row = t[t["run_key"] == "bee|0|gilora|b3|r2"].iloc[0]
-    lay = gt.io.load_layer(config["layers"][1]["path"])
+    lay = load_layer(config["layers"][1]["path"])
     c = gt.compress(lay.W, lay.H, "gilora", 3, 2, damp=0.01)
     assert row["error"] == c.objective.error and row["relative_error"] == c.objective.relative_error
     assert row["clipped"] == c.clipped and row["lam"] == c.lam
@@ -174,7 +174,7 @@ def test_cli_sweep_and_config_file(config, tmp_path, capsys):
 
 _KILLED_PARENT = """
 import concurrent.futures, multiprocessing, os, time
-from gilora_theory.experiments import _exit_with_parent
+from gilora_theory.experiments.sweep import _exit_with_parent
 
 if __name__ == "__main__":
     pool = concurrent.futures.ProcessPoolExecutor(

@@ -8,7 +8,7 @@ import pytest
 
 from gilora_theory import METHODS, check_monotone, compress
 from gilora_theory.cli import main
-from gilora_theory.io import load_layer, save_layer
+from gilora_theory.data.io import load_layer, save_layer
 
 EPS = np.finfo(float).eps
 KEYS = {"method", "bits", "rank", "damp", "lambda", "error", "damped_error", "relative_error",

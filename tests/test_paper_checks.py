@@ -1,4 +1,4 @@
-"""paper_checks/ scripts and the claim functions of gilora_theory.paper.
+"""paper_checks/ scripts and the claim functions of gilora_theory.experiments.paper.
 
 Tier 1: every script runs (quick mode, own process) and prints exactly one
 verdict line with numbers. Tier 2: each claim function judged on deliberately
@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gilora_theory import paper, report
+from gilora_theory.experiments import paper
+from gilora_theory.experiments import report
 from gilora_theory.bidup import refine
 from gilora_theory.gilora import gilora
 from gilora_theory.gptq import gptq
 from gilora_theory.methods import compress
-from gilora_theory.data import synthetic_layers
+from gilora_theory.data.layers import synthetic_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in (ROOT / "paper_checks").glob("c[0-9][0-9]_*.py")

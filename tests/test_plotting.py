@@ -7,8 +7,8 @@ import pytest
 from matplotlib.figure import Figure
 
 import gilora_theory as gt
-from gilora_theory import experiments as ex
-from gilora_theory import plotting
+from gilora_theory.experiments import sweep as ex
+from gilora_theory.experiments import plotting
 
 LAYERS = [{"source": "synthetic", "name": n, "kind": k, "m": 48, "N": 12, "N_out": 8,
            "params": p} for n, k, p in (("pow", "power_law", {"exponent": 1.0}),

@@ -17,10 +17,12 @@ import pandas as pd
 import pytest
 
 import gilora_theory as gt
-from gilora_theory import checks, data, exact, experiments, upper_bounds
+from gilora_theory import checks, exact, methods, upper_bounds
+from gilora_theory.data import layers as data
+from gilora_theory.experiments import sweep as experiments
 from gilora_theory.branch import gilora_branch, olrc_branch, quantize_after, refit_R
-from gilora_theory.equal_storage import l_order_comparison, storage_table
-from gilora_theory.io import Layer, save_layer
+from gilora_theory.experiments.equal_storage import l_order_comparison, storage_table
+from gilora_theory.data.io import Layer, save_layer
 
 N, N_OUT, M, BITS, RANK = 8, 5, 20, 3, 2
 
@@ -152,7 +154,7 @@ def test_exact_optimum_leaves_H_untouched():
         A.setflags(write=False)
     H0 = H.copy()
     opt = exact.exact_optimum(W, H, 2)
-    comparison = exact.compare_methods(W, H, opt, methods=("gptq", "rtn"))
+    comparison = methods.compare_methods(W, H, opt, methods=("gptq", "rtn"))
     assert H.tobytes() == H0.tobytes()
     assert not any(np.shares_memory(A, H) for A in [*_arrays(opt), *_arrays(comparison)])
 

@@ -1,13 +1,13 @@
 """Interrupted work loses nothing.
 
 * Every file the package writes appears atomically: a static audit of the
-  package source finds no write that bypasses :func:`gilora_theory.io.atomic_write`
+  package source finds no write that bypasses :func:`gilora_theory.data.io.atomic_write`
   (or ``save_npz`` / ``write_json``, which use it), and a failed write leaves
   neither the target nor its temporary file.
 * A sweep killed with SIGKILL at (seeded) random moments and restarted ends
   with exactly the rows of an uninterrupted run (wall-clock ``time_*`` columns
   aside).
-* An extraction (:func:`gilora_theory.torch_adapter.extract`, the engine of
+* An extraction (:func:`gilora_theory.data.torch_adapter.extract`, the engine of
   ``gilora-theory extract``) killed the same way and restarted ends with exactly
   the files and manifest of an uninterrupted one. The smallest model that
   exercises resume is used (a chain of 40 small linear layers) instead of MiniLM,
@@ -29,8 +29,8 @@ import pandas as pd
 import pytest
 
 import gilora_theory
-from gilora_theory.experiments import run_sweep
-from gilora_theory.io import atomic_write, save_npz, write_json
+from gilora_theory.experiments.sweep import run_sweep
+from gilora_theory.data.io import atomic_write, save_npz, write_json
 
 PACKAGE = Path(gilora_theory.__file__).parent
 
@@ -214,7 +214,7 @@ def test_sweep_killed_at_random_moments_resumes_to_the_same_table(tmp_path):
 
 _CHAIN = """
 import sys, torch
-from gilora_theory.torch_adapter import extract
+from gilora_theory.data.torch_adapter import extract
 
 SETTINGS = {"model": "tanh-chain-40"}
 
@@ -236,8 +236,8 @@ def test_extraction_killed_at_random_moments_resumes_to_the_same_files(tmp_path)
     """SIGKILL while layer files are being written (twice); the restart skips the complete
     files and ends with the same arrays and manifest layers as an uninterrupted extraction."""
     torch = pytest.importorskip("torch")
-    from gilora_theory.io import load_layer
-    from gilora_theory.torch_adapter import MANIFEST, extract
+    from gilora_theory.data.io import load_layer
+    from gilora_theory.data.torch_adapter import MANIFEST, extract
     script = tmp_path / "chain.py"
     script.write_text(_CHAIN)
     space: dict = {"__name__": "chain"}

@@ -97,7 +97,7 @@ def test_compression_storage_and_the_run_command(tmp_path, capsys):
 
     from gilora_theory import compress
     from gilora_theory.cli import main
-    from gilora_theory.io import save_layer
+    from gilora_theory.data.io import save_layer
     from gilora_theory.storage import compression_storage
 
     rng = np.random.default_rng(3)
@@ -127,8 +127,8 @@ def test_compression_storage_and_the_run_command(tmp_path, capsys):
 
 def test_table_rows_are_the_arithmetic_of_compress():
     from gilora_theory import compress
-    from gilora_theory.equal_storage import storage_table
-    from gilora_theory.io import Layer
+    from gilora_theory.experiments.equal_storage import storage_table
+    from gilora_theory.data.io import Layer
     from gilora_theory.storage import compression_storage
 
     rng = np.random.default_rng(5)
@@ -158,7 +158,7 @@ def test_table_rows_are_the_arithmetic_of_compress():
 def test_winners_on_a_hand_made_table():
     import pandas as pd
 
-    from gilora_theory.equal_storage import storage_winners
+    from gilora_theory.experiments.equal_storage import storage_winners
 
     t = pd.DataFrame(dict(
         source="s", layer="a",
@@ -178,7 +178,7 @@ def test_winners_on_a_hand_made_table():
 def test_error_vs_effective_bits_figure():
     import pandas as pd
 
-    from gilora_theory.plotting import plot_error_vs_effective_bits
+    from gilora_theory.experiments.plotting import plot_error_vs_effective_bits
 
     t = pd.DataFrame(dict(
         source="s", layer=["a"] * 3 + ["b"] * 3, N=8, N_out=4,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-ta = pytest.importorskip("gilora_theory.torch_adapter")
+ta = pytest.importorskip("gilora_theory.data.torch_adapter")
 
-from gilora_theory.io import load_layer  # noqa: E402
+from gilora_theory.data.io import load_layer  # noqa: E402
 from gilora_theory.methods import compress  # noqa: E402
 
 pytestmark = pytest.mark.torch

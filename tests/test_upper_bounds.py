@@ -371,7 +371,7 @@ def test_layer_bounds_deterministic_and_scaled():
 def test_cli_bounds_prints_every_link(tmp_path, capsys):
     import json
     from gilora_theory.cli import main
-    from gilora_theory.io import save_layer
+    from gilora_theory.data.io import save_layer
     rng = np.random.default_rng(8)
     X, W = rng.standard_normal((20, 6)), rng.standard_normal((6, 4))
     save_layer(tmp_path / "layer.npz", W=W, X=X)

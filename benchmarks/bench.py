@@ -1,11 +1,11 @@
-"""Performance benchmark of the numerical core: ``python -m gilora_theory.bench``.
+"""Performance benchmark of the numerical core: ``python benchmarks/bench.py``.
 
 Every figure is a **ratio of two times measured in the same run** (the machine
 is shared and noisy); each repetition measures all of them once, and the median
 ratio is printed with its spread (min..max over repetitions) and a PASS/FAIL
 word against its target. The layer is synthetic and float64: ``H = X^T X`` of a
 power-law calibration matrix (singular values ``i^-1/2``, as real activations
-decay; :func:`gilora_theory.calibration.power_law`), Gaussian ``W`` (N x N),
+decay; :func:`gilora_theory.data.calibration.power_law`), Gaussian ``W`` (N x N),
 a 4-bit grid, ``r = 32``.
 
 Flop model (``N`` inputs, ``N'`` outputs, ``r`` rank, ``k`` eigensolver block)
@@ -53,14 +53,14 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
-from .bidup import _round, _sweep, bid_up, refine
-from .calibration import calibration, weights
-from .gilora import gilora
-from .gptq import _run, gptq
-from .grid import fit_grid
-from .io import atomic_write, save_npz
-from .objective import hessian_spectrum
-from .olrc import _gram_route, _olrc, olrc
+from gilora_theory.bidup import _round, _sweep, bid_up, refine
+from gilora_theory.data.calibration import calibration, weights
+from gilora_theory.gilora import gilora
+from gilora_theory.gptq import _run, gptq
+from gilora_theory.grid import fit_grid
+from gilora_theory.data.io import atomic_write, save_npz
+from gilora_theory.objective import hessian_spectrum
+from gilora_theory.olrc import _gram_route, _olrc, olrc
 
 __all__ = ["Target", "Layer", "make_layer", "naive_gptq", "measure", "scaling", "machine", "main"]
 
@@ -288,7 +288,7 @@ def memory(layer: Layer, r: int) -> tuple[Target, dict]:
 
 def exact_targets() -> list[Target]:
     """Exact optimum: an r = 0 column (16 inputs, 3 bits) and enumeration speed for r = 1."""
-    from .exact import exact_optimum
+    from gilora_theory.exact import exact_optimum
     rng = np.random.default_rng(0)
     X = rng.standard_normal((64, 16))
     W = rng.standard_normal((16, 1)) / 4
@@ -361,7 +361,7 @@ def sweep_speedup(workers: int = 2) -> Target:
     """Sweep wall time with 1 worker process over that with ``workers`` (BLAS 1 thread each)."""
     import concurrent.futures
     import multiprocessing
-    from .experiments import run_sweep
+    from gilora_theory.experiments.sweep import run_sweep
     config = {"name": "bench", "methods": ["gptq", "gilora", "refine"], "bits": [3],
               "ranks": [0, 4, 8], "seeds": list(range(16)), "options": {"rounds": 2},
               "layers": [{"source": "synthetic", "name": "pl", "kind": "power_law", "m": 512,
@@ -406,7 +406,7 @@ def machine() -> dict:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m gilora_theory.bench",
+    p = argparse.ArgumentParser(prog="python benchmarks/bench.py",
                                 description="Performance targets as same-run time ratios.")
     p.add_argument("--N", type=int, default=4096, help="layer size of the targets (N = N')")
     p.add_argument("--rank", type=int, default=32)

@@ -38,17 +38,17 @@ import time
 import numpy as np
 import pandas as pd
 
-from . import _validation as _v
-from .bidup import refine
-from .branch import QuantizedBranch, _after, gilora_branch
-from .datafree import alternating_fit, coordinate_fit, svd_fit
-from .gilora import gilora
-from .gptq import gptq
-from .grid import clipped_mask, fit_grid
-from .objective import _evaluate, damping, hessian_spectrum
-from .olrc import olrc
-from .storage import storage, storage_of
-from .upper_bounds import bound_chain
+from .. import _validation as _v
+from ..bidup import refine
+from ..branch import QuantizedBranch, _after, gilora_branch
+from ..datafree import alternating_fit, coordinate_fit, svd_fit
+from ..gilora import gilora
+from ..gptq import gptq
+from ..grid import clipped_mask, fit_grid
+from ..objective import _evaluate, damping, hessian_spectrum
+from ..olrc import olrc
+from ..storage import storage, storage_of
+from ..upper_bounds import bound_chain
 
 __all__ = ["TABLE_METHODS", "storage_table", "storage_winners", "storage_invariants",
            "l_order_comparison"]
@@ -64,7 +64,7 @@ def storage_table(layers, *, bits=(2, 3, 4), ranks=(8, 32), branch_bits=(None, 8
 
     Parameters
     ----------
-    layers : iterable of gilora_theory.io.Layer
+    layers : iterable of gilora_theory.data.io.Layer
         Layers with ``W`` (N, N_out), ``H`` (N, N) and ``name``.
     bits : tuple of int
         Main bit-widths of the branch methods.

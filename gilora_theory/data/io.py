@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _validation as _v
-from .objective import hessian
+from .. import _validation as _v
+from ..objective import hessian
 
 __all__ = ["Layer", "load_layer", "save_layer", "atomic_write", "save_npz", "write_json",
            "writable_folder"]
@@ -72,7 +72,7 @@ def load_layer(path) -> Layer:
         head = f.read(6)
     if not head.startswith(_ZIP_MAGIC):
         raise ValueError(f"{path}: not an .npz archive; {_describe(head)}. "
-                         "Write layer files with numpy.savez or gilora_theory.io.save_layer")
+                         "Write layer files with numpy.savez or gilora_theory.data.io.save_layer")
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)

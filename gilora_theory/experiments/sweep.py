@@ -55,10 +55,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import _validation as _v
-from .io import atomic_write, load_layer, write_json
-from .methods import METHODS, compress
-from .objective import layer_error
+from .. import _validation as _v
+from ..data.io import atomic_write, load_layer, write_json
+from ..methods import METHODS, compress
+from ..objective import layer_error
 
 __all__ = ["SweepConfig", "Run", "SweepResult", "load_config", "packaged_configs", "config_hash",
            "synthetic_spec", "resolve_layer", "data_hash", "expand_runs", "run_one",
@@ -122,7 +122,7 @@ def load_config(source) -> SweepConfig:
     source : dict, str or path
         A mapping with keys ``name``, ``layers``, ``methods``, ``bits``, ``ranks``
         and optional ``seeds``, ``options``; or the path of a JSON file holding
-        one; or the name of a configuration shipped in ``gilora_theory/configs``
+        one; or the name of a configuration shipped in ``gilora_theory/experiments/configs``
         (e.g. ``"synthetic_rank"``).
     """
     if isinstance(source, SweepConfig):
@@ -166,7 +166,7 @@ def _read_config_file(source) -> dict:
 
 
 def packaged_configs() -> list[str]:
-    """Names of the sweep configurations shipped in ``gilora_theory/configs``."""
+    """Names of the sweep configurations shipped in ``gilora_theory/experiments/configs``."""
     return sorted(p.stem for p in (Path(__file__).parent / "configs").glob("*.json"))
 
 
@@ -227,14 +227,14 @@ def config_hash(config: SweepConfig) -> str:
 # ----------------------------------------------------------------------------- layers
 
 def resolve_layer(spec: dict, seed: int = 0):
-    """The :class:`gilora_theory.io.Layer` a layer specification names.
+    """The :class:`gilora_theory.data.io.Layer` a layer specification names.
 
     ``{"source": "file", "path": P}`` reads ``LAYER.npz``;
     ``{"source": "bundled", "name": NAME}`` loads a real layer shipped with the
-    package (:mod:`gilora_theory.data`; ``"layer"`` overrides the name looked up);
+    package (:mod:`gilora_theory.data.layers`; ``"layer"`` overrides the name looked up);
     ``{"source": "synthetic", "name", "kind", "m", "N", "N_out", "params",
     "weights", "weight_params"}`` draws ``X = calibration(kind, m, N, **params)``
-    from the gallery (:mod:`gilora_theory.calibration`), then
+    from the gallery (:mod:`gilora_theory.data.calibration`), then
     ``W = weights(weights, N, N_out, **weight_params)`` (default ``gaussian``),
     both from one ``numpy.random.default_rng(seed)``. Results are cached per
     process (a file layer is read again when its modification time changes).
@@ -253,8 +253,8 @@ def synthetic_spec(name: str, kind: str, *, m: int, N: int, N_out: int,
     """A ``synthetic`` layer specification (see :func:`resolve_layer`).
 
     ``params`` go to the gallery generator ``kind`` of
-    :func:`gilora_theory.calibration.calibration`; ``weights`` names the weight
-    generator (:data:`gilora_theory.calibration.WEIGHT_KINDS`).
+    :func:`gilora_theory.data.calibration.calibration`; ``weights`` names the weight
+    generator (:data:`gilora_theory.data.calibration.WEIGHT_KINDS`).
     """
     return {"source": "synthetic", "name": name, "kind": kind, "m": m, "N": N, "N_out": N_out,
             "params": params, "weights": weights}
@@ -271,14 +271,14 @@ def _resolve_cached(spec_json: str, seed: int, stamp):
         return load_layer(spec["path"])
     if spec["source"] == "synthetic":
         return _synthetic_layer(spec, seed)
-    from .data import load_bundled
+    from ..data.layers import load_bundled
     return load_bundled(spec.get("layer", spec["name"]))
 
 
 def _synthetic_layer(spec: dict, seed: int):
     """``X`` from the gallery, then ``W``, both from one ``default_rng(seed)``."""
-    from .calibration import calibration, weights
-    from .io import Layer
+    from ..data.calibration import calibration, weights
+    from ..data.io import Layer
     missing = {"kind", "m", "N", "N_out"} - set(spec)
     if missing:
         raise ValueError(f"synthetic layer {spec['name']!r} misses keys {sorted(missing)}")
@@ -427,7 +427,7 @@ def bound_columns(run: Run) -> dict:
             "r_star": fb.r_star, "h_convex": fb.convex, "cor39": fb.g * float(fb.h[run.rank])}
     chain = {k: None for k in _CHAIN_COLUMNS}
     if run.method in CHAIN_METHODS:
-        from .upper_bounds import layer_bounds
+        from ..upper_bounds import layer_bounds
         layer = resolve_layer(json.loads(run.spec), run.seed)
         opts = json.loads(run.options)
         lb = layer_bounds(layer.W, layer.H, run.bits, run.rank, damp=opts["damp"],
@@ -473,8 +473,8 @@ def exact_columns(run: Run, error: float) -> dict:
 
 @functools.lru_cache(maxsize=64)
 def _exact(spec_json: str, seed: int, bits: int, rank: int, options_json: str):
-    from .exact import exact_optimum
-    from .grid import fit_grid
+    from ..exact import exact_optimum
+    from ..grid import fit_grid
     layer = resolve_layer(json.loads(spec_json), seed)
     opts = json.loads(options_json)
     grid = fit_grid(layer.W, bits, beta=opts["beta"])
@@ -484,7 +484,7 @@ def _exact(spec_json: str, seed: int, bits: int, rank: int, options_json: str):
 @functools.lru_cache(maxsize=64)
 def _factorised(spec_json: str, seed: int, bits: int, options_json: str):
     """``factorised_bound`` of a layer (one eigendecomposition per layer, bits and options)."""
-    from .upper_bounds import factorised_bound
+    from ..upper_bounds import factorised_bound
     layer = resolve_layer(json.loads(spec_json), seed)
     opts = json.loads(options_json)
     return factorised_bound(layer.W, layer.H, bits, beta=opts["beta"], damp=opts["damp"],
@@ -702,7 +702,7 @@ def _write_tables(out: Path, config: SweepConfig, chash: str, table, traces) -> 
                 df.to_parquet(f, index=False)
             files.append(f"{name}.parquet")
     hashes = table.groupby(["layer", "seed"])["data_hash"].first()
-    from . import __version__
+    from .. import __version__
     write_json(out / "sweep.json", {
         "name": config.name, "config_hash": chash, "config": config.to_dict(),
         "data_hashes": {f"{layer}|{seed}": h for (layer, seed), h in hashes.items()},

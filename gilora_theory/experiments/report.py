@@ -1,6 +1,6 @@
 """The verdict table and the written reports of ``gilora-theory check``.
 
-Takes the :class:`~gilora_theory.paper.ClaimResult` list of a run and renders
+Takes the :class:`~gilora_theory.experiments.paper.ClaimResult` list of a run and renders
 
 - the verdict table (one line per claim, plain text for a terminal),
 - ``report.md``: verdicts, numbers, the tables behind the comparison claims and
@@ -8,7 +8,7 @@ Takes the :class:`~gilora_theory.paper.ClaimResult` list of a run and renders
 - ``report.json``: claim id -> ``{"verdict", "title", "summary", "metrics"}``
   plus a ``"meta"`` entry (seed, mode, data, timings).
 
-Both files are written atomically (:func:`gilora_theory.io.atomic_write`); no
+Both files are written atomically (:func:`gilora_theory.data.io.atomic_write`); no
 value in ``report.json`` is NaN (non-finite floats become ``null``).
 
 References
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _validation as _v
-from .io import atomic_write, writable_folder, write_json
+from .. import _validation as _v
+from ..data.io import atomic_write, writable_folder, write_json
 
 __all__ = ["verdict_table", "report_markdown", "report_dict", "write_report",
            "markdown_table", "exit_status", "CheckRun", "run_check", "claim_figures"]
@@ -175,7 +175,7 @@ _FIGURES = (
 
 
 def claim_figures(results, out_dir) -> tuple[list, list]:
-    """Draw the figures of the claims' tables with :mod:`gilora_theory.plotting`.
+    """Draw the figures of the claims' tables with :mod:`gilora_theory.experiments.plotting`.
 
     Returns ``(figures, notes)``: (title, path) pairs of the PNG files written to
     ``out_dir/figures`` and a note for each figure that could not be drawn
@@ -184,7 +184,7 @@ def claim_figures(results, out_dir) -> tuple[list, list]:
     try:
         from . import plotting
     except ImportError as exc:
-        return [], [f"no figures: gilora_theory.plotting is not importable ({exc})"]
+        return [], [f"no figures: gilora_theory.experiments.plotting is not importable ({exc})"]
     tables = {res.claim: res for res in results}
     figures, notes = [], []
     for claim, func, name, title in _FIGURES:

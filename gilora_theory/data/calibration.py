@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _validation as _v
-from .lower_bounds import sample_class_k
+from .. import _validation as _v
+from ..lower_bounds import sample_class_k
 
 __all__ = [
     "KINDS", "WEIGHT_KINDS", "Calibration", "from_spectrum", "calibration", "weights",

@@ -1,6 +1,6 @@
 """Figures from sweep tables (plotting only reads tables; it computes nothing new).
 
-Every ``plot_*`` function takes a table written by :mod:`gilora_theory.experiments`
+Every ``plot_*`` function takes a table written by :mod:`gilora_theory.experiments.sweep`
 (``runs.csv`` or ``traces.csv``, as a pandas DataFrame) and returns a
 :class:`matplotlib.figure.Figure` built without pyplot (no global state, any
 backend; files are rendered by Agg). :func:`make_figures` rebuilds every figure
@@ -10,7 +10,7 @@ sweep feeds which figure.
 Errors are shown relative to the layer's output energy, ``E / ||X W||_F^2``
 (dimensionless), on log axes: across bit-widths and spectra they span decades.
 
-Columns read (as :func:`gilora_theory.experiments.run_one` names them)
+Columns read (as :func:`gilora_theory.experiments.sweep.run_one` names them)
 -----------------------------------------------------------------------
 all run figures     ``layer, seed, method, bits, rank, error, signal``
 bound overlays      ``bound_closed_form`` (GILoRA rows)
@@ -34,7 +34,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from .io import atomic_write
+from ..data.io import atomic_write
 
 __all__ = ["FIGURES", "METHOD_STYLE", "plot_error_vs_rank", "plot_error_vs_bits",
            "plot_bound_chain", "plot_refinement_traces", "plot_bound_scaling",
@@ -424,7 +424,7 @@ def plot_error_vs_effective_bits(table: pd.DataFrame, *, xmax: float | None = 6.
                                  title: str = "") -> Figure:
     """Relative error against effective bits per weight, one panel per layer.
 
-    Reads a table of :func:`gilora_theory.equal_storage.storage_table`. Every
+    Reads a table of :func:`gilora_theory.experiments.equal_storage.storage_table`. Every
     reconstruction is a marker (filled: full-precision branch; open: quantized
     branch); each method's lower envelope (its best error at a storage budget)
     is a step line, the black dashed line the envelope over all methods.
@@ -665,7 +665,7 @@ def plot_residuals(residuals: dict) -> Figure:
 def plot_method_errors(runs: pd.DataFrame, *, title: str = "") -> Figure:
     """Relative error of each method (bars), one panel per (layer, bits, rank) group.
 
-    Reads a ``runs`` table (e.g. from :func:`gilora_theory.experiments.sweep_table`);
+    Reads a ``runs`` table (e.g. from :func:`gilora_theory.experiments.sweep.sweep_table`);
     branch-less methods appear in every rank's panel.
     """
     groups = runs[["layer", "bits", "rank"]].drop_duplicates()
