@@ -110,13 +110,18 @@ def _add_sweep(sub) -> None:
     p.add_argument("config", help="CONFIG.json, or the name of a packaged configuration")
     p.add_argument("--out", required=True, help="output folder (runs/, runs.csv, traces.csv, sweep.json)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in this process)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS|local:N",
+                   help="compute on a Dask cluster: the address of a running dask.distributed "
+                        "scheduler, or local:N for a LocalCluster of N worker processes "
+                        "(only this process writes --out)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
     p.set_defaults(func=_cmd_sweep)
 
 
 def _cmd_sweep(args) -> dict:
     from .experiments.sweep import run_sweep_cli
-    return run_sweep_cli(args.config, args.out, workers=args.workers, progress=not args.no_progress)
+    return run_sweep_cli(args.config, args.out, workers=args.workers, scheduler=args.scheduler,
+                         progress=not args.no_progress)
 
 
 def _add_figures(sub) -> None:

@@ -43,12 +43,17 @@ References
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import contextvars
 import functools
 import hashlib
 import io
 import json
 import os
+import socket
+import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,7 +68,8 @@ from ..objective import layer_error
 __all__ = ["SweepConfig", "Run", "SweepResult", "load_config", "packaged_configs", "config_hash",
            "synthetic_spec", "resolve_layer", "data_hash", "expand_runs", "run_one",
            "bound_columns", "exact_columns", "run_sweep", "run_sweep_cli", "sweep_table",
-           "assemble", "read_tables", "BRANCHLESS", "CHAIN_METHODS", "EXACT_LIMIT"]
+           "assemble", "read_tables", "BRANCHLESS", "CHAIN_METHODS", "EXACT_LIMIT",
+           "CLAIM_TIMEOUT"]
 
 BRANCHLESS = ("rtn", "gptq")
 """Methods without a low-rank branch: run at rank 0 only."""
@@ -73,6 +79,9 @@ _OPTION_DEFAULTS = {"damp": 0.01, "beta": 1.0, "unbounded": False, "rounds": 2,
 EXACT_LIMIT = 2 ** 20
 """Largest candidate count an ``exact`` sweep searches (larger runs leave the column empty)."""
 _SOURCES = ("synthetic", "bundled", "file")
+CLAIM_TIMEOUT = 300.0
+"""Default seconds after which an unrefreshed claim of another host is stale (its owner died)."""
+
 
 
 @dataclass(frozen=True)
@@ -240,6 +249,9 @@ def resolve_layer(spec: dict, seed: int = 0):
     process (a file layer is read again when its modification time changes).
     """
     spec = _check_layer_spec(spec)
+    given = _GIVEN_LAYER.get()
+    if given is not None and given[:2] == (json.dumps(spec, sort_keys=True), int(seed)):
+        return given[2]  # a scattered copy handed to this task (see run_sweep)
     stamp = None
     if spec["source"] == "file" and Path(spec["path"]).is_file():
         st = Path(spec["path"]).stat()
@@ -510,6 +522,9 @@ class SweepResult:
         Runs found finished on start (not recomputed).
     config_hash : str
     config : SweepConfig
+    n_computed : int
+        Runs computed by this call; the other ``n_runs - n_resumed - n_computed``
+        were finished meanwhile by concurrent sweeps into the same folder.
     """
 
     table: pd.DataFrame
@@ -519,10 +534,11 @@ class SweepResult:
     n_resumed: int
     config_hash: str
     config: SweepConfig
+    n_computed: int
 
 
-def run_sweep(config, out, *, executor: concurrent.futures.Executor | None = None,
-              progress: bool = False) -> SweepResult:
+def run_sweep(config, out, *, executor=None, progress: bool = False,
+              claim_timeout: float = CLAIM_TIMEOUT) -> SweepResult:
     """Run (or resume) a sweep into folder ``out`` and assemble its tables.
 
     Parameters
@@ -532,32 +548,39 @@ def run_sweep(config, out, *, executor: concurrent.futures.Executor | None = Non
     out : str or path
         Output folder (created). See the module docstring for its layout and
         the resume semantics.
-    executor : concurrent.futures.Executor, optional
+    executor : concurrent.futures.Executor or distributed.Client, optional
         Runs are submitted to it (``run_one`` is picklable); None runs them here.
-        Finished runs are written by this process as they complete.
+        A ``dask.distributed`` ``Client`` gets each layer scattered once to every
+        worker, and its tasks take the layer from there. Only this process writes
+        ``out``: finished runs are stored as they complete.
     progress : bool, default False
         Show a tqdm progress bar on standard error.
+    claim_timeout : float, default :data:`CLAIM_TIMEOUT` (300 s)
+        Seconds after which another host's claim that was not refreshed counts as
+        stale (its sweep died) and is taken over; see "Concurrent sweeps".
 
     Returns
     -------
     SweepResult
     """
     config = load_config(config)
+    claim_timeout = _v.check_float("claim_timeout", claim_timeout, low_open=True)
+    backend = _backend(executor)
     out = Path(out)
     chash = _claim_folder(config, out)
     runs = expand_runs(config)
     done = _finished_keys(out)
-    pending = [r for r in runs if r.digest not in done]
-    bar = _progress(len(runs), len(runs) - len(pending), config.name, progress)
+    n_resumed = sum(r.digest in done for r in runs)
+    bar = _progress(len(runs), n_resumed, config.name, progress)
     try:
-        for result in _compute(pending, executor):
-            _store(out, result)
-            bar.update(1)
+        with _Claims(out / "claims", claim_timeout) as claims:
+            n_computed = _execute(out, [r for r in runs if r.digest not in done],
+                                  backend, claims, bar)
     finally:
         bar.close()
     table, traces = assemble(out, runs=runs)
     _write_tables(out, config, chash, table, traces)
-    return SweepResult(table, traces, out, len(runs), len(runs) - len(pending), chash, config)
+    return SweepResult(table, traces, out, len(runs), n_resumed, chash, config, n_computed)
 
 
 def _claim_folder(config: SweepConfig, out: Path) -> str:
@@ -575,10 +598,18 @@ def _claim_folder(config: SweepConfig, out: Path) -> str:
     return chash
 
 
+_TMP_GRACE = 60.0
+"""Seconds after which a temporary run file is a leftover of a killed sweep, not a write
+in progress of a concurrent one (a run file is written in milliseconds)."""
+
+
 def _finished_keys(out: Path) -> set[str]:
     """Digests of the finished runs; removes temporaries a killed sweep left behind."""
+    now = time.time()
     for tmp in (out / "runs").glob(".*.json.*.tmp"):
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if now - tmp.stat().st_mtime > _TMP_GRACE:
+                tmp.unlink()
     return {p.stem for p in (out / "runs").glob("*.json")}
 
 
@@ -598,17 +629,270 @@ def _progress(total: int, initial: int, name: str, enabled: bool):
     return tqdm(total=total, initial=initial, desc=f"sweep {name}", unit="run")
 
 
-def _compute(pending: list[Run], executor):
-    if executor is None:
-        for run in pending:
-            yield run, run_one(run)
-        return
-    futures = {executor.submit(run_one, run): run for run in pending}
+# ----------------------------------------------------------------------------- execution
+
+_POLL = 0.2
+"""Seconds between looks at the folder while every open run is claimed by another sweep."""
+
+
+class _Claims:
+    """The claim markers ``OUT/claims/<digest>.claim`` of one sweep process.
+
+    A claim is a small JSON file (``owner``, ``host``, ``pid``, ``time``) created
+    exclusively: written completely under a temporary name, then hard-linked to
+    the marker's name, which fails when the marker exists (atomic, also on NFS).
+    While held, claims are refreshed (modification time) every ``timeout / 4``
+    seconds by a background thread. A claim is stale when its owner runs on this
+    host and its process is gone, or when it has not been refreshed for
+    ``timeout`` seconds; a stale claim is taken over.
+    """
+
+    def __init__(self, folder: Path, timeout: float):
+        self.folder, self.timeout = folder, timeout
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.owner = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
+        self.held: set[str] = set()
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._thread = threading.Thread(target=self._refresh, daemon=True, name="sweep-claims")
+
+    def __enter__(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        for digest in list(self.held):
+            self.release(digest)
+
+    def acquire(self, digest: str) -> bool:
+        """Claim run ``digest``: True when this process now holds it."""
+        path = self.folder / f"{digest}.claim"
+        if self._link(path):
+            return True
+        if not self._stale(path):
+            return False
+        tomb = path.with_name(f".{digest}.{self.owner.replace(':', '_')}.stale")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(path, tomb)  # only one taker wins the rename
+            tomb.unlink()
+        return self._link(path)
+
+    def release(self, digest: str) -> None:
+        """Give up the claim on ``digest`` (after its result is stored, or on failure)."""
+        with self._lock:
+            self.held.discard(digest)
+        with contextlib.suppress(FileNotFoundError):
+            (self.folder / f"{digest}.claim").unlink()
+
+    def _link(self, path: Path) -> bool:
+        tmp = path.with_name(f".{path.stem}.{self.owner.replace(':', '_')}.tmp")
+        write_json(tmp, {"owner": self.owner, "host": self.host, "pid": self.pid,
+                         "time": time.time()})
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink()
+        with self._lock:
+            self.held.add(path.stem)
+        return True
+
+    def _stale(self, path: Path) -> bool:
+        try:
+            age = time.time() - path.stat().st_mtime
+            held = json.loads(path.read_text())
+        except FileNotFoundError:
+            return True  # released meanwhile
+        except ValueError:
+            held = None
+        if not isinstance(held, dict):
+            return age > self.timeout  # not our format: judge by age alone
+        if held.get("host") == self.host and held.get("pid") != self.pid:
+            return not _alive(held.get("pid"))
+        return age > self.timeout
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(self.timeout / 4):
+            with self._lock:
+                held = list(self.held)
+            for digest in held:
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(self.folder / f"{digest}.claim")
+
+
+def _alive(pid) -> bool:
+    """Whether process ``pid`` of this host exists (an unreaped zombie still counts)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
     try:
-        for fut in concurrent.futures.as_completed(futures):
-            yield futures[fut], fut.result()
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _execute(out: Path, pending: list[Run], backend, claims: _Claims, bar) -> int:
+    """Compute the ``pending`` runs not claimed by another sweep; the number computed here.
+
+    Runs are claimed just before submission, at most ``backend.capacity()`` in
+    flight; a result is stored before its claim is released, so a run whose claim
+    can be taken always shows its result file first if it has one. Runs claimed by
+    others are looked at again every :data:`_POLL` seconds until finished, or
+    taken over once their claim is stale.
+    """
+    queue, blocked, inflight, computed = list(reversed(pending)), [], {}, 0
+    try:
+        while queue or blocked or inflight:
+            capacity = backend.capacity()
+            while queue and len(inflight) < capacity:
+                run = queue.pop()
+                if not claims.acquire(run.digest):
+                    blocked.append(run)
+                elif _stored(out, run):
+                    claims.release(run.digest)
+                    bar.update(1)
+                else:
+                    inflight[backend.submit(run)] = run
+            for fut in backend.wait(list(inflight), _POLL):
+                run = inflight.pop(fut)
+                _store(out, (run, backend.result(fut)))
+                claims.release(run.digest)
+                computed += 1
+                bar.update(1)
+            if not queue and not inflight and blocked:
+                time.sleep(_POLL)
+                queue, blocked = _recheck(out, blocked, bar), []
     finally:
-        for fut in futures:
+        for fut in inflight:
+            fut.cancel()
+    return computed
+
+
+def _stored(out: Path, run: Run) -> bool:
+    return (out / "runs" / f"{run.digest}.json").is_file()
+
+
+def _recheck(out: Path, blocked: list[Run], bar) -> list[Run]:
+    """The blocked runs still unfinished (as a queue); count the others as done."""
+    finished = {p.stem for p in (out / "runs").glob("*.json")}
+    left = [r for r in blocked if r.digest not in finished]
+    bar.update(len(blocked) - len(left))
+    return list(reversed(left))
+
+
+class _Serial:
+    """Backend computing each run here, at submission."""
+
+    def capacity(self) -> int:
+        return 1
+
+    def submit(self, run: Run) -> concurrent.futures.Future:
+        fut = concurrent.futures.Future()
+        try:
+            fut.set_result(run_one(run))
+        except Exception as exc:  # re-raised by result(), as an executor would
+            fut.set_exception(exc)
+        return fut
+
+    def wait(self, futures: list, timeout: float) -> list:
+        return [f for f in futures if f.done()]
+
+    def result(self, fut):
+        return fut.result()
+
+
+class _Executor(_Serial):
+    """Backend over a ``concurrent.futures.Executor``: twice its worker count in flight."""
+
+    def __init__(self, executor: concurrent.futures.Executor):
+        self.executor = executor
+        self.workers = getattr(executor, "_max_workers", None) or os.cpu_count() or 1
+
+    def capacity(self) -> int:
+        return 2 * self.workers
+
+    def submit(self, run: Run):
+        return self.executor.submit(run_one, run)
+
+    def wait(self, futures: list, timeout: float) -> list:
+        if not futures:
+            return []
+        return list(concurrent.futures.wait(futures, timeout, "FIRST_COMPLETED")[0])
+
+
+class _Dask(_Serial):
+    """Backend over a ``distributed.Client``: layers scattered once to every worker.
+
+    Each (layer, seed) is resolved here once and broadcast with
+    ``Client.scatter``; a task gets the scattered layer as an argument, so the
+    layer's arrays travel once per worker, not once per task.
+    """
+
+    def __init__(self, client):
+        self.client, self.layers = client, {}
+
+    def capacity(self) -> int:
+        return 2 * max(1, sum(self.client.nthreads().values()))
+
+    def submit(self, run: Run):
+        key = (run.spec, run.seed)
+        if key not in self.layers:
+            layer = resolve_layer(json.loads(run.spec), run.seed)
+            self.layers[key] = self.client.scatter(layer, broadcast=True, hash=False)
+        return self.client.submit(_run_with_layer, run, self.layers[key], pure=False)
+
+    def wait(self, futures: list, timeout: float) -> list:
+        import distributed
+        if not futures:
+            return []
+        with contextlib.suppress(distributed.TimeoutError, TimeoutError):
+            distributed.wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
+        return [f for f in futures if f.done()]
+
+
+_GIVEN_LAYER: contextvars.ContextVar = contextvars.ContextVar("given_layer", default=None)
+"""``(spec_json, seed, layer)`` handed to a task (scattered), used by :func:`resolve_layer`."""
+
+
+def _run_with_layer(run: Run, layer) -> dict:
+    """:func:`run_one` with the run's layer given (a worker's scattered copy), not resolved."""
+    token = _GIVEN_LAYER.set((run.spec, run.seed, layer))
+    try:
+        return run_one(run)
+    finally:
+        _GIVEN_LAYER.reset(token)
+
+
+def _backend(executor):
+    """The execution backend of ``executor`` (None, an Executor or a ``distributed.Client``)."""
+    if executor is None:
+        return _Serial()
+    if hasattr(executor, "scatter") and hasattr(executor, "nthreads"):
+        return _Dask(executor)
+    if isinstance(executor, concurrent.futures.Executor):
+        return _Executor(executor)
+    raise TypeError(f"executor must be None, a concurrent.futures.Executor or a "
+                    f"distributed.Client; got {type(executor).__name__}")
+
+
+def _compute(pending: list[Run], executor):
+    """``(run, result)`` of every run, in completion order (no claims: in memory only)."""
+    backend, inflight = _backend(executor), {}
+    queue = list(reversed(pending))
+    try:
+        while queue or inflight:
+            while queue and len(inflight) < backend.capacity():
+                run = queue.pop()
+                inflight[backend.submit(run)] = run
+            for fut in backend.wait(list(inflight), _POLL):
+                yield inflight.pop(fut), backend.result(fut)
+    finally:
+        for fut in inflight:
             fut.cancel()
 
 
@@ -737,14 +1021,39 @@ def _exit_with_parent(parent: int, interval: float = 0.5) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
-def run_sweep_cli(config, out, *, workers: int = 1, progress: bool = True) -> dict:
-    """:func:`run_sweep` with ``workers`` processes; a JSON-able summary (the ``sweep`` command).
+def run_sweep_cli(config, out, *, workers: int = 1, scheduler: str | None = None,
+                  progress: bool = True) -> dict:
+    """:func:`run_sweep` with ``workers`` processes or on a Dask cluster (the ``sweep`` command).
 
-    ``workers = 1`` computes in this process; more uses a ``ProcessPoolExecutor``
-    (``spawn`` start method, so no state is inherited from this process).
+    Parameters
+    ----------
+    config, out
+        As for :func:`run_sweep`.
+    workers : int, default 1
+        1 computes in this process; more uses a ``ProcessPoolExecutor``
+        (``spawn`` start method, so no state is inherited from this process).
+    scheduler : str, optional
+        ``"local:N"``: a ``dask.distributed.LocalCluster`` of N worker processes
+        (one thread each), started here and closed at the end; any other string:
+        the address of a running scheduler (e.g. ``tcp://10.0.0.5:8786``). Excludes
+        ``workers > 1``.
+    progress : bool, default True
+
+    Returns
+    -------
+    dict
+        ``name``, ``out``, ``config_hash``, ``runs``, ``resumed``, ``computed``
+        (by this call), ``by_others`` (by concurrent sweeps), and the paths of
+        ``table``, ``traces``, ``sidecar``.
     """
     workers = _v.check_int("workers", workers, low=1)
-    if workers == 1:
+    if scheduler is not None and workers > 1:
+        raise ValueError(f"workers and scheduler exclude each other; got workers={workers} "
+                         f"and scheduler={scheduler!r}")
+    if scheduler is not None:
+        with _dask_client(scheduler) as client:
+            res = run_sweep(config, out, executor=client, progress=progress)
+    elif workers == 1:
         res = run_sweep(config, out, progress=progress)
     else:
         import multiprocessing
@@ -755,5 +1064,30 @@ def run_sweep_cli(config, out, *, workers: int = 1, progress: bool = True) -> di
             res = run_sweep(config, out, executor=pool, progress=progress)
     return {"name": res.config.name, "out": str(res.out),
             "config_hash": res.config_hash, "runs": res.n_runs, "resumed": res.n_resumed,
-            "computed": res.n_runs - res.n_resumed, "table": str(res.out / "runs.csv"),
+            "computed": res.n_computed,
+            "by_others": res.n_runs - res.n_resumed - res.n_computed,
+            "table": str(res.out / "runs.csv"),
             "traces": str(res.out / "traces.csv"), "sidecar": str(res.out / "sweep.json")}
+
+
+@contextlib.contextmanager
+def _dask_client(scheduler: str):
+    """A ``distributed.Client`` for ``"local:N"`` (a LocalCluster of N processes) or an address."""
+    if not isinstance(scheduler, str) or not scheduler:
+        raise TypeError(f"scheduler must be 'local:N' or a scheduler address; got {scheduler!r}")
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError("scheduler needs dask.distributed: pip install 'dask[distributed]'") \
+            from None
+    if not scheduler.startswith("local:"):
+        with distributed.Client(scheduler, timeout="30s") as client:
+            yield client
+        return
+    n = scheduler[len("local:"):]
+    if not n.isdigit() or int(n) < 1:
+        raise ValueError(f"scheduler 'local:N' needs a worker count N >= 1; got {scheduler!r}")
+    with distributed.LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
