@@ -2,12 +2,13 @@
 
 A sweep is described by a :class:`SweepConfig` (usually a JSON file, see
 :func:`load_config`). :func:`run_sweep` expands it into runs, computes each run
-(serially or through any :class:`concurrent.futures.Executor`, e.g.
-``ProcessPoolExecutor`` or a ``dask.distributed`` client's ``get_executor()``)
+(serially, through any :class:`concurrent.futures.Executor`, e.g.
+``ProcessPoolExecutor``, or on a Dask cluster through a ``distributed.Client``)
 and writes, into an output folder ``OUT``::
 
     OUT/config.json        the configuration and its hash (written first)
     OUT/runs/<digest>.json one file per finished run (row + trace), written atomically
+    OUT/claims/            claim markers of the runs being computed (empty at rest)
     OUT/runs.csv           the tidy table: one row per run, sorted by run key
     OUT/traces.csv         refinement traces: one row per (run, trace entry)
     OUT/*.parquet          the same two tables, only when pyarrow is installed
@@ -25,6 +26,33 @@ resumed sweep gives the same table as an uninterrupted one: every column is
 identical except the wall-clock ``time_*`` columns. ``OUT`` holding a sweep of a
 different configuration is refused. A layer whose data hash changed between the
 interrupted and the resumed part (e.g. an edited layer file) is refused too.
+
+Concurrent sweeps
+-----------------
+Several sweeps of one configuration may run into the same ``OUT`` at once (on
+one machine or on several sharing the folder). Each run is claimed just before
+it is computed: ``OUT/claims/<digest>.claim`` is created exclusively (hard link
+of a complete temporary file) with the owner's id (host, process id, random
+token) and refreshed while held; the result file is written before the claim is
+removed. A sweep skips runs claimed by others and waits for them at the end, so
+every sweep ends with the full table and no run is computed twice. A claim is
+stale, and taken over, when its owner ran on this host and its process is gone
+(e.g. killed with SIGKILL), or when it was not refreshed for ``claim_timeout``
+seconds (:data:`CLAIM_TIMEOUT`, 300 s: an owner on another host died). Two
+sweeps taking over the same stale claim at the same instant may both compute
+that run; the table stays right, as the run's file is written atomically under
+its digest.
+
+Clusters
+--------
+Given a ``dask.distributed`` ``Client`` (``--scheduler ADDRESS`` or
+``--scheduler local:N`` on the command line), the client resolves each layer
+once and scatters it to every worker (``broadcast=True``); tasks receive the
+scattered layer, so a layer's arrays travel once per worker, not once per task,
+and the workers need neither the layer files nor the package data. Workers only
+compute and return results; this process alone writes ``OUT``. A worker that
+dies has its tasks rescheduled by Dask; should the sweep give up, rerunning it
+resumes as above.
 
 Conventions
 -----------
