@@ -90,14 +90,14 @@ def unnormalise_hessian(H_stored, normalisation: str, *, n_sequences: int | None
                         n_tokens: int | None = None) -> np.ndarray:
     """Recover ``H = X^T X`` from a Hessian another tool stored with a scaling.
 
-    ============== ======================================= ===================
-    normalisation  stored                                  returned
-    ============== ======================================= ===================
-    ``sum``        ``X^T X``                               ``H_stored``
-    ``2/sequences````(2 / n_sequences) X^T X`` (GPTQ [2])  ``H_stored n_s / 2``
-    ``2/tokens``   ``(2 / n_tokens) X^T X``                ``H_stored n_t / 2``
-    ``1/tokens``   ``X^T X / n_tokens`` (a mean)           ``H_stored n_t``
-    ============== ======================================= ===================
+    =============== ======================================= ===================
+    normalisation   stored                                  returned
+    =============== ======================================= ===================
+    ``sum``         ``X^T X``                               ``H_stored``
+    ``2/sequences`` ``(2 / n_sequences) X^T X`` (GPTQ [2])  ``H_stored n_s / 2``
+    ``2/tokens``    ``(2 / n_tokens) X^T X``                ``H_stored n_t / 2``
+    ``1/tokens``    ``X^T X / n_tokens`` (a mean)           ``H_stored n_t``
+    =============== ======================================= ===================
 
     ``X`` (m, N) has one row per token, ``m = n_tokens``; GPTQ's running update
     counts calibration *sequences*. The result is validated as a symmetric

@@ -11,7 +11,8 @@ Errors are shown relative to the layer's output energy, ``E / ||X W||_F^2``
 (dimensionless), on log axes: across bit-widths and spectra they span decades.
 
 Columns read (as :func:`gilora_theory.experiments.sweep.run_one` names them)
------------------------------------------------------------------------
+----------------------------------------------------------------------------
+=================== ==========================================================================
 all run figures     ``layer, seed, method, bits, rank, error, signal``
 bound overlays      ``bound_closed_form`` (GILoRA rows)
 chain slack         ``opt_beta, opt_unbounded, clipped, bound_holds, bound_ratio`` and the
@@ -20,6 +21,7 @@ scaling             ``N, lower_bound, bound_closed_form``
 rank benefit        ``h_r`` (GILoRA rows at rank 0 and above)
 exact optima        ``exact_ratio``, ``exact_optimum, lower_bound``
 traces              ``run_key, layer, bits, rank, step, value`` (``traces.csv``)
+=================== ==========================================================================
 
 References
 ----------
