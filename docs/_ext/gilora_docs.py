@@ -31,6 +31,7 @@ from pathlib import Path
 
 from docutils import nodes
 from docutils.statemachine import StringList
+from sphinx.ext import autosummary
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_refnode
 
@@ -50,16 +51,28 @@ def _title(text: str, char: str = "=") -> str:
     return f"{text}\n{char * len(text)}\n"
 
 
-def catalogue(package: str) -> list[str]:
-    """Dotted module names in the order of ``package``'s catalogue docstring."""
+def catalogue(package: str) -> list[tuple[str, str]]:
+    """``(dotted module name, description)`` in the order of ``package``'s catalogue docstring.
+
+    The catalogue is the block of ``name -- description`` lines (descriptions may
+    continue on indented lines); a sub-package is replaced by its own catalogue.
+    """
     pkg = importlib.import_module(package)
-    names = [m.group(1) for line in (pkg.__doc__ or "").splitlines()
-             if (m := _CATALOGUE_LINE.match(line))]
+    entries: list[list[str]] = []
+    for line in (pkg.__doc__ or "").splitlines():
+        m = _CATALOGUE_LINE.match(line)
+        if m:
+            entries.append([m.group(1), line[m.end():].strip()])
+        elif entries and line.startswith(" ") and line.strip() and not entries[-1][1].endswith("\0"):
+            entries[-1][1] += " " + line.strip()
+        elif entries and not line.strip():
+            entries[-1][1] += "\0"  # a blank line ends the entry's description
     out = []
-    for name in names:
+    for name, text in entries:
         dotted = f"{package}.{name}"
         sub = importlib.import_module(dotted)
-        out.extend(catalogue(dotted) if hasattr(sub, "__path__") else [dotted])
+        out.extend(catalogue(dotted) if hasattr(sub, "__path__") else
+                   [(dotted, text.rstrip("\0"))])
     return out
 
 
@@ -91,19 +104,26 @@ def api_page(dotted: str) -> str:
 
 
 def write_api(out: Path) -> list[str]:
-    modules = catalogue("gilora_theory") + ["gilora_theory.cli"]
-    for dotted in modules:
+    entries = catalogue("gilora_theory") + [("gilora_theory.cli", "the command line")]
+    for dotted, _ in entries:
         _write(out / "api" / f"{dotted}.rst", api_page(dotted))
     index = [_title("API reference"),
-             "One page per module, in the order the theory is told (the package catalogue,",
-             ":mod:`gilora_theory`): the numerical core, then the data and experiments",
-             "sub-packages, then the command line. The public functions and classes of the",
-             "core are also importable from :mod:`gilora_theory` itself.", "",
-             ".. automodule:: gilora_theory", "",
-             ".. toctree::", "   :maxdepth: 1", ""]
-    index += [f"   {dotted}" for dotted in modules]
+             ".. py:module:: gilora_theory", ".. py:module:: gilora_theory.data",
+             ".. py:module:: gilora_theory.experiments", "",
+             "One page per module, in the order the theory is told (the catalogue in the",
+             "docstring of ``gilora_theory/__init__.py``): the numerical core (NumPy and SciPy",
+             "only), then the ``data`` and ``experiments`` sub-packages, then the command",
+             "line. The public functions and classes of the core are also importable from",
+             "``gilora_theory`` itself (``gilora_theory.gilora`` is",
+             ":func:`gilora_theory.gilora.gilora`).", "",
+             ".. list-table::", "   :header-rows: 1", "   :widths: 30 70", "",
+             "   * - module", "     - what"]
+    for dotted, text in entries:
+        lines = [f"   * - :doc:`{dotted}`", f"     - {text}"]
+        index += lines
+    index += ["", ".. toctree::", "   :hidden:", ""] + [f"   {d}" for d, _ in entries]
     _write(out / "api" / "index.rst", "\n".join(index) + "\n")
-    return modules
+    return [d for d, _ in entries]
 
 
 # ----------------------------------------------------------------------------- claims
@@ -119,8 +139,10 @@ def readme_verdicts(readme: Path) -> dict[str, tuple[str, str, str]]:
     return rows
 
 
-def _rst_cell(text: str) -> str:
-    return text.replace("*", r"\*").replace("|", r"\|").replace("`", "``")
+def _md_cell(text: str) -> str:
+    """A Markdown table cell of the README as reStructuredText (code spans, literal stars)."""
+    text = text.replace("*", r"\*").replace("|", r"\|")
+    return re.sub(r"`([^`]+)`", r"``\1``", text)
 
 
 def claims_page(readme: Path) -> str:
@@ -138,8 +160,8 @@ def claims_page(readme: Path) -> str:
              "   * - claim", "     - title", "     - verdict", "     - numbers"]
     for cid in CLAIMS:
         title, verdict, numbers = verdicts.get(cid, ("", "-", ""))
-        lines += [f"   * - {cid}", f"     - {_rst_cell(title)}", f"     - {verdict}",
-                  f"     - {_rst_cell(numbers)}"]
+        lines += [f"   * - {cid}", f"     - {_md_cell(title)}", f"     - {verdict}",
+                  f"     - {_md_cell(numbers)}"]
     lines += ["", _title("How each claim is checked", "-")]
     for cid, func in CLAIMS.items():
         lines += [f".. autofunction:: {func.__module__}.{func.__name__}", "   :no-index:", ""]
@@ -265,8 +287,9 @@ class CliDirective(SphinxDirective):
         from gilora_theory.cli import build_parser
         container = nodes.section()
         container.document = self.state.document
-        self.state.nested_parse(StringList(cli_rst(build_parser())), self.content_offset,
-                                container, match_titles=True)
+        text = "\n".join(cli_rst(build_parser())).splitlines()
+        self.state.nested_parse(StringList(text, source="gilora_theory.cli.build_parser()"),
+                                self.content_offset, container, match_titles=True)
         return container.children
 
 
@@ -286,9 +309,10 @@ def _documented(path: str, objects) -> str | None:
         except ImportError:
             continue
         for depth, part in enumerate(parts[cut:]):
-            if not hasattr(obj, part):
+            inner = getattr(obj, part, None)
+            if not (inspect.isclass(inner) or inspect.isroutine(inner) or inspect.ismodule(inner)):
                 return _documented(".".join(parts[:cut + depth]), objects) if depth else None
-            obj = getattr(obj, part)
+            obj = inner
         home = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', parts[-1])}"
         return home if home in objects else None
     return None
@@ -339,6 +363,13 @@ def join_reference_lines(app, what, name, obj, options, lines) -> None:
     lines[start:end] = [x for e in entries for x in (e, "")]
 
 
+def drop_type_docstring(app, what, name, obj, options, lines) -> None:
+    """A constant without a docstring of its own shows nothing, not its type's docstring."""
+    if what in ("data", "attribute") and lines and not inspect.isclass(obj) and \
+            "\n".join(lines).strip() == inspect.cleandoc(type(obj).__doc__ or ""):
+        lines[:] = []
+
+
 def generate(app) -> None:
     out = Path(app.srcdir) / "_generated"
     write_api(out)
@@ -353,4 +384,10 @@ def setup(app):
     app.connect("builder-inited", generate)
     app.connect("missing-reference", resolve_reexport)
     app.connect("autodoc-process-docstring", join_reference_lines, priority=400)
+    app.connect("autodoc-process-docstring", drop_type_docstring, priority=400)
+    # Summaries in the autosummary tables end at the first sentence; "Alg. 3 of [1]" and
+    # "Cor. 3.9" are not sentence ends.
+    autosummary.WELL_KNOWN_ABBREVIATIONS = (*autosummary.WELL_KNOWN_ABBREVIATIONS, "Alg.",
+                                            "Cor.", "Eq.", "Thm.", "Lem.", "Sec.", "Fig.",
+                                            "Prop.", "cf.")
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -7,6 +7,7 @@ and turns the results into verdicts, tidy tables and pictures.
 
 sweep         -- resumable sweeps (layers x methods x bits x ranks x seeds) into tidy
                  tables with every bound link, through any ``concurrent.futures.Executor``
+                 or on a Dask cluster; concurrent sweeps into one folder share the work
 paper         -- the claims C1..C15 of the paper, one function each, judged on given data
 equal_storage -- error against effective bits for every method; winners per budget (C15)
 report        -- ``gilora-theory check``: verdict table, report.md, report.json, figures
