@@ -863,9 +863,14 @@ class _Dask(_Serial):
 
     def __init__(self, client):
         self.client, self.layers = client, {}
+        self._capacity, self._asked = 0, -float("inf")
 
     def capacity(self) -> int:
-        return 2 * max(1, sum(self.client.nthreads().values()))
+        """Twice the cluster's worker threads, asked of the scheduler at most every 5 s."""
+        if time.monotonic() - self._asked > 5.0:
+            self._capacity = 2 * max(1, sum(self.client.nthreads().values()))
+            self._asked = time.monotonic()
+        return self._capacity
 
     def submit(self, run: Run):
         key = (run.spec, run.seed)
