@@ -93,7 +93,7 @@ def test_workers_resolve_layers_themselves_without_scatter(client, tmp_path):
 
 
 def test_in_memory_table_on_a_cluster(reference, client):
-    runs, traces = ex.sweep_table(SWEEP, executor=client)
+    runs, _ = ex.sweep_table(SWEEP, executor=client)
     pd.testing.assert_frame_equal(_stable(runs), _stable(reference.table), check_exact=True)
 
 
@@ -105,7 +105,7 @@ def test_worker_killed_mid_sweep_loses_and_duplicates_nothing(reference, tmp_pat
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as c:
-        victim = sorted(c.run(os.getpid).values())[0]
+        victim = min(c.run(os.getpid).values())
 
         def sweep():
             try:

@@ -39,7 +39,7 @@ def _missing_from_page(parser: argparse.ArgumentParser, text: str) -> list[str]:
         for action in sub._actions:
             names = action.option_strings or [action.dest]
             if not isinstance(action, argparse._HelpAction) and not any(
-                    re.search(rf"^\.\. option:: (.*, )?{re.escape(n)}\b", text, re.M) for n in names):
+                    re.search(rf"^\.\. option:: (.*, )?{re.escape(n)}\b", text, re.MULTILINE) for n in names):
                 missing.append(f"{name} {names[0]}")
     return missing
 
@@ -56,7 +56,7 @@ def test_cli_coverage_check_sees_a_dropped_option():
     """Negative control: a page without one option, or without one subcommand, is caught."""
     parser = build_parser()
     text = "\n".join(docs.cli_rst(parser))
-    dropped = re.sub(r"^\.\. option:: --scheduler.*$", "", text, flags=re.M)
+    dropped = re.sub(r"^\.\. option:: --scheduler.*$", "", text, flags=re.MULTILINE)
     assert _missing_from_page(parser, dropped) == ["sweep --scheduler"]
     no_exact = text.replace(f".. program:: {parser.prog} exact", "")
     assert "exact" in _missing_from_page(parser, no_exact)
