@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from .data.io import load_layer, save_result, writable_file, writable_folder
+from .data.io import check_folder, load_layer, save_result, writable_file
 from .methods import METHODS, compress
 from .storage import compression_storage
 
@@ -169,7 +169,7 @@ _RESUME = "interrupted; rerun the same command to resume"
 
 def _cmd_sweep(args) -> dict:
     from .experiments.sweep import run_sweep_cli
-    writable_folder(_nonempty(args.out, "--out"), "--out")
+    check_folder(args.out, "--out")
     return run_sweep_cli(args.config, args.out, workers=args.workers, progress=not args.no_progress)
 
 
@@ -188,7 +188,7 @@ def _add_figures(sub) -> None:
 
 def _cmd_figures(args) -> dict:
     from .experiments.plotting import make_figures
-    writable_folder(_nonempty(args.out, "--out"), "--out")
+    check_folder(args.out, "--out")
     return make_figures(_nonempty(args.tables, "--tables"), args.out)
 
 
@@ -224,7 +224,7 @@ def _claims(text: str | None) -> list | None:
 def _cmd_check(args) -> int:
     from .experiments.report import run_check, verdict_table
     claims = _claims(args.claims)
-    writable_folder(_nonempty(args.out, "--out"), "--out")
+    check_folder(args.out, "--out")
     run = run_check(args.out, quick=args.quick, seed=args.seed, claims=claims,
                     live=not args.no_live, progress=not args.no_progress)
     print(verdict_table(run.results))
@@ -290,7 +290,7 @@ def _add_extract(sub) -> None:
 
 def _cmd_extract(args) -> dict:
     from .data.torch_adapter import extract_model
-    writable_folder(_nonempty(args.out, "--out"), "--out")
+    check_folder(args.out, "--out")
     return extract_model(args.model, args.out, sequences=args.sequences, seq_len=args.seq_len,
                          batch_size=args.batch_size,
                          progress=_progress(args, "extract: calibration batches"))

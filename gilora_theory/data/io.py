@@ -34,7 +34,7 @@ from .. import _validation as _v
 from ..objective import hessian
 
 __all__ = ["Layer", "load_layer", "save_layer", "atomic_write", "save_npz", "write_json",
-           "writable_folder", "writable_file", "save_result", "load_result", "code_dtype"]
+           "writable_folder", "check_folder", "writable_file", "save_result", "load_result", "code_dtype"]
 
 
 @dataclass(frozen=True)
@@ -204,6 +204,24 @@ def writable_folder(path, name: str = "out") -> Path:
     except OSError as exc:
         raise OSError(f"{name} must be a writable folder; {str(path)!r}: "
                       f"{exc.strerror or exc}") from None
+    return path
+
+
+def check_folder(path, name: str = "--out") -> Path:
+    """Like :func:`writable_folder`, but leaves nothing behind: a folder that does not
+    exist yet is created, probed and removed again (with any parents it needed)."""
+    if str(path) == "":
+        raise ValueError(f"{name} must be a folder path; got an empty string")
+    path = Path(path)
+    if path.exists():
+        return writable_folder(path, name)
+    created = [p for p in [path, *path.parents] if not p.exists()]
+    try:
+        writable_folder(path, name)
+    finally:
+        for p in created:                 # deepest first
+            with contextlib.suppress(OSError):
+                p.rmdir()
     return path
 
 
