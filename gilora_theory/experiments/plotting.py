@@ -548,14 +548,15 @@ def make_figures(tables="figures/tables", out="figures", *, dpi: int = 85,
         else:
             todo[name] = (func, paths)
     frames = {p: _read_table(p) for _f, paths in todo.values() for p in paths}  # all, then draw
-    written = {}
-    for name, (func, paths) in todo.items():
+    figs = {}
+    for name, (func, paths) in todo.items():        # every figure drawn before any is saved
         try:
-            fig = func(*(frames[p] for p in paths))
+            figs[name] = func(*(frames[p] for p in paths))
         except KeyError as exc:
             raise ValueError(f"{', '.join(map(str, paths))}: column {exc} is missing, so the "
                              f"table is damaged; {_rebuild(paths[0])}") from None
-        written[name] = str(save_figure(fig, out / f"{name}.png", dpi=dpi))
+    written = {name: str(save_figure(fig, out / f"{name}.png", dpi=dpi))
+               for name, fig in figs.items()}
     return {"written": written, "missing": missing}
 
 
