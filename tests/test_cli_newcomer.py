@@ -422,15 +422,15 @@ def test_ctrl_c_is_one_line_exit_130_and_the_sweep_resumes(tmp_path):
     the same command then finishes the sweep."""
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"name": "slow", "layers": [
-        {"source": "synthetic", "name": "a", "kind": "isotropic", "m": 400, "N": 160,
-         "N_out": 160}], "methods": ["gilora", "refine"], "bits": [2, 3, 4],
-        "ranks": [1, 2, 4, 8], "seeds": list(range(6)), "options": {"rounds": 3}}))
+        {"source": "synthetic", "name": "a", "kind": "isotropic", "m": 200, "N": 96,
+         "N_out": 96}], "methods": ["gilora", "refine"], "bits": [2, 3],
+        "ranks": [1, 4], "seeds": [0, 1, 2], "options": {"rounds": 3}}))
     out = tmp_path / "s"
     argv = [*CLI, "sweep", str(cfg), "--out", str(out), "--workers", "2", "--no-progress"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not list((out / "runs").glob("*.json")) if (out / "runs").exists() else True:
-        assert time.monotonic() < deadline and proc.poll() is None
+    deadline = time.monotonic() + 300
+    while not (out / "runs").exists() or not list((out / "runs").glob("*.json")):
+        assert time.monotonic() < deadline and proc.poll() is None, "no run finished"
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=300)
