@@ -124,7 +124,6 @@ def log_lower_bound(s_min: float, bits: int, rank: int, N: int, N_out: int, rho:
     if convention not in _CONVENTIONS:
         raise ValueError(f"convention must be one of {_CONVENTIONS}; got {convention!r}")
     J = degrees_ratio(N, N_out, rank, extra_dims=extra_dims)
-    _v.check_rank(rank, N, N_out)           # rank(L R) <= min(N, N_out): a larger r is no model
     A = 2.0 ** b + 1.0                      # 2B + 1 symbols, B = 2^{b-1}
     if A * c_net * c_vol * rho < 1:
         raise ValueError(

@@ -299,14 +299,6 @@ def test_flags_as_typed_and_advice_the_cli_offers(capsys, tmp_path, layer):
     assert status == 0
 
 
-def test_lower_bound_refuses_a_rank_above_min_shape():
-    """Item 11: lower_bound(1.0, 3, 99, 8, 5) refused (was 0.0); r = min(N, N_out) still works."""
-    from gilora_theory.lower_bounds import lower_bound
-    with pytest.raises(ValueError, match=r"rank must be in \[0, 5\]; got 99"):
-        lower_bound(1.0, 3, 99, 8, 5)
-    assert lower_bound(1.0, 3, 5, 8, 5) >= 0.0
-
-
 def test_exact_optimum_zero_is_explained(capsys, tmp_path):
     """Item 11: W on the grid, so the optimum is 0 and the ratios are null with a note."""
     H = np.diag([1.0, 2.0, 3.0])
