@@ -266,7 +266,7 @@ def _phases(args, command: str, names: tuple):
         if done:
             bar.close()
         else:
-            bar.set_description(f"{command}: {next(step, names[-1])}")
+            bar.set_description_str(f"{command}: {next(step, names[-1])}")
     return advance
 
 
