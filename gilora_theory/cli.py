@@ -3,19 +3,22 @@
 Each subcommand registers itself through an ``_add_<name>`` function listed in
 ``_SUBCOMMANDS`` and is run by a ``_cmd_<name>(args)`` function that calls only
 the public API. A subcommand's result is printed as one JSON object on standard
-output. Any bad input ends with one line on standard error and exit status 2;
-output files are written atomically, so a failed run leaves none behind.
+output. Any bad input ends with one line on standard error and exit status 2,
+naming the flag or file; every output path is checked before any work, and files
+are written atomically, so a failed or interrupted run leaves none behind.
+Ctrl-C ends a command with one line and exit status 130.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import re
 import sys
 
 import numpy as np
 
-from .data.io import load_layer, save_npz
+from .data.io import check_folder, load_layer, save_result, writable_file
 from .methods import METHODS, compress
 from .storage import compression_storage
 
@@ -56,36 +59,83 @@ def _add_grid_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unbounded-grid", action="store_true", help="use the unbounded grid (theory)")
 
 
+BRANCHLESS = ("rtn", "gptq")
+"""Methods without a low-rank branch: ``--rank``, ``--l-bits``, ``--r-bits`` do not apply."""
+MAX_ROUNDS = 100
+"""Largest ``--rounds``: each round costs about one GPTQ pass."""
+
+
 def _add_run(sub) -> None:
-    p = sub.add_parser("run", help="compress one layer with one method")
+    p = sub.add_parser("run", help="compress one layer with one method",
+                       description="Compress LAYER.npz with one method; write Q (integer grid codes: "
+                                   "Q = step * (Q_codes - zero)), L, R and the grid to --out, and "
+                                   "print the errors as JSON. Get a layer file with "
+                                   "'gilora-theory layers --export NAME --out L.npz'.")
     p.add_argument("layer", help="LAYER.npz with W and X or H")
     p.add_argument("--method", required=True, choices=METHODS)
     _add_grid_options(p)
-    p.add_argument("--rounds", type=int, default=1, help="refinement rounds K (method refine)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help=f"refinement rounds K in [0, {MAX_ROUNDS}] (method refine only; default 1)")
     p.add_argument("--l-bits", type=int, default=None,
                    help="bits of L's own grid, one per branch direction (default: full precision)")
     p.add_argument("--r-bits", type=int, default=None,
                    help="bits of R's own grid, one per branch direction (default: full precision)")
-    p.add_argument("--out", required=True, help="OUT.npz for Q, L, R and the grid")
-    p.set_defaults(func=_cmd_run)
+    p.add_argument("--route", default="cholesky", choices=("cholesky", "eig"),
+                   help="factorisation of the GPTQ/GILoRA pass: eig copes with a nearly "
+                        "singular H (default cholesky)")
+    p.add_argument("--out", required=True, help="OUT.npz for Q (grid codes), L, R and the grid")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
+    p.set_defaults(func=_cmd_run, interrupted="interrupted; nothing was written")
+
+
+def _check_run_options(args) -> None:
+    """Refuse options that do not apply to the method (nothing is silently ignored)."""
+    where = f"--method {args.method}"
+    if args.method in BRANCHLESS:
+        for flag, value in (("--rank", args.rank), ("--l-bits", args.l_bits),
+                            ("--r-bits", args.r_bits)):
+            if value not in (None, 0):
+                raise ValueError(f"{flag} does not apply to {where}, which has no low-rank "
+                                 f"branch; drop {flag} or pick a method with a branch "
+                                 f"({', '.join(m for m in METHODS if m not in BRANCHLESS)})")
+    elif args.rank == 0 and (args.l_bits is not None or args.r_bits is not None):
+        raise ValueError("--l-bits/--r-bits need a branch: give --rank >= 1")
+    if args.rounds is not None and args.method != "refine":
+        raise ValueError(f"--rounds applies to --method refine only; got {where}")
+    args.rounds = 1 if args.rounds is None else args.rounds
 
 
 def _cmd_run(args) -> dict:
-    layer = load_layer(args.layer)
+    _check_run_options(args)
+    out_path = writable_file(args.out, "--out", inputs=[args.layer])
+    phase = _phases(args, "run", ("load", args.method, "save"))
+    layer = load_layer(args.layer, psd=False)      # compress tests H once, below
+    phase()
+    _check_flag("--rank", args.rank, 0, min(layer.W.shape))
     c = compress(layer.W, layer.H, args.method, args.bits, args.rank, damp=args.damp,
                  beta=args.beta, unbounded=args.unbounded_grid, rounds=args.rounds,
-                 l_bits=args.l_bits, r_bits=args.r_bits)
-    save_npz(args.out, Q=c.Q, L=c.L, R=c.R, step=c.grid.step, zero=c.grid.zero,
-             bits=np.asarray(c.grid.bits), beta=np.asarray(c.grid.beta),
-             bounded=np.asarray(c.grid.bounded), **_branch_grids(c.branch))
-    out = {"method": c.method, "bits": args.bits, "rank": args.rank, "damp": args.damp,
+                 l_bits=args.l_bits, r_bits=args.r_bits, route=args.route)
+    phase()
+    save_result(out_path, c.Q, c.L, c.R, c.grid, **_branch_grids(c.branch))
+    phase(done=True)
+    return _run_json(args, c)
+
+
+def _run_json(args, c) -> dict:
+    """What was done: options that applied, errors, extras (``pass_lam``, ...)."""
+    out = {"method": c.method, "bits": args.bits, "rank": c.L.shape[1], "damp": args.damp,
            "lambda": c.lam, "error": c.objective.error, "damped_error": c.objective.damped_error,
            "relative_error": c.objective.relative_error, "clipped": c.clipped}
+    if args.method == "refine":
+        out["rounds"] = args.rounds
     out.update({k: v for k, v in c.info.items()})
     # Bits per weight of Q + L R with 16-bit grid parameters and a 16-bit full-precision branch.
     out["effective_bits"] = compression_storage(c).effective_bits if c.grid.bounded else None
     if c.trace is not None:
         out["trace"] = c.trace
+        if c.branch is not None:
+            out["trace_note"] = ("trace is F of the full-precision refinement; damped_error is "
+                                 "F after L and R are put on their own grids")
     return out
 
 
@@ -115,13 +165,23 @@ def _add_sweep(sub) -> None:
                         "scheduler, or local:N for a LocalCluster of N worker processes "
                         "(only this process writes --out)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
-    p.set_defaults(func=_cmd_sweep)
+    p.set_defaults(func=_cmd_sweep, interrupted=_RESUME)
+
+
+_RESUME = "interrupted; rerun the same command to resume"
 
 
 def _cmd_sweep(args) -> dict:
     from .experiments.sweep import run_sweep_cli
+    check_folder(args.out, "--out")
     return run_sweep_cli(args.config, args.out, workers=args.workers, scheduler=args.scheduler,
                          progress=not args.no_progress)
+
+
+def _nonempty(path: str, flag: str) -> str:
+    if path == "":
+        raise ValueError(f"{flag} must be a path; got an empty string")
+    return path
 
 
 def _add_figures(sub) -> None:
@@ -133,7 +193,8 @@ def _add_figures(sub) -> None:
 
 def _cmd_figures(args) -> dict:
     from .experiments.plotting import make_figures
-    return make_figures(args.tables, args.out)
+    check_folder(args.out, "--out")
+    return make_figures(_nonempty(args.tables, "--tables"), args.out)
 
 
 def _add_check(sub) -> None:
@@ -152,24 +213,66 @@ def _add_check(sub) -> None:
     p.set_defaults(func=_cmd_check)
 
 
+def _claims(text: str | None) -> list | None:
+    """``--claims``: a non-empty, comma-separated list of distinct claim ids."""
+    if text is None:
+        return None
+    ids = [c.strip() for c in text.split(",")]
+    if not any(ids) or not all(ids):
+        raise ValueError(f"--claims must be comma-separated claim ids, e.g. C1,C6; got {text!r}")
+    repeated = sorted({c for c in ids if ids.count(c) > 1})
+    if repeated:
+        raise ValueError(f"--claims names {', '.join(repeated)} more than once; got {text!r}")
+    return ids
+
+
 def _cmd_check(args) -> int:
     from .experiments.report import run_check, verdict_table
-    run = run_check(args.out, quick=args.quick, seed=args.seed, claims=args.claims,
+    claims = _claims(args.claims)
+    check_folder(args.out, "--out")
+    run = run_check(args.out, quick=args.quick, seed=args.seed, claims=claims,
                     live=not args.no_live, progress=not args.no_progress)
     print(verdict_table(run.results))
     print(f"reports: {run.markdown} {run.json}; figures: {len(run.figures)}")
     return run.exit_status
 
 
-def _progress(args, desc: str):
-    """A tqdm wrapper on standard error (None with --no-progress or without tqdm)."""
-    if args.no_progress:
-        return None
+def _tqdm():
     try:
         from tqdm import tqdm
     except ImportError:
         return None
-    return lambda it: tqdm(it, desc=desc, file=sys.stderr, leave=False)
+    return tqdm
+
+
+def _progress(args, *labels: str):
+    """A tqdm wrapper on standard error (None with --no-progress or without tqdm); the
+    k-th loop it wraps is labelled ``labels[k]`` (the last label for any later loop)."""
+    tqdm = _tqdm()
+    if args.no_progress or tqdm is None:
+        return None
+    calls = iter(range(10 ** 9))
+    return lambda it: tqdm(it, desc=labels[min(next(calls), len(labels) - 1)],
+                           file=sys.stderr, leave=False)
+
+
+def _phases(args, command: str, names: tuple):
+    """A bar over the labelled phases of a long command (``run: load``, ``run: gptq``, ...),
+    shown on standard error when it is a terminal; call it to end a phase."""
+    tqdm = _tqdm()
+    if args.no_progress or tqdm is None:
+        return lambda done=False: None
+    bar = tqdm(total=len(names), desc=f"{command}: {names[0]}", file=sys.stderr,
+               leave=False, disable=None, bar_format="{desc} [{n}/{total} phases, {elapsed}]")
+    step = iter(names[1:])
+
+    def advance(done: bool = False) -> None:
+        bar.update(1)
+        if done:
+            bar.close()
+        else:
+            bar.set_description_str(f"{command}: {next(step, names[-1])}")
+    return advance
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -187,13 +290,15 @@ def _add_extract(sub) -> None:
     _add_model_options(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)")
-    p.set_defaults(func=_cmd_extract)
+    p.set_defaults(func=_cmd_extract, interrupted=_RESUME)
 
 
 def _cmd_extract(args) -> dict:
     from .data.torch_adapter import extract_model
+    check_folder(args.out, "--out")
     return extract_model(args.model, args.out, sequences=args.sequences, seq_len=args.seq_len,
-                         batch_size=args.batch_size, progress=_progress(args, "extract"))
+                         batch_size=args.batch_size,
+                         progress=_progress(args, "extract: calibration batches"))
 
 
 def _add_model_error(sub) -> None:
@@ -216,7 +321,9 @@ def _cmd_model_error(args) -> dict:
     from .data.torch_adapter import evaluate_model
     return evaluate_model(args.model, args.method, args.bits, args.rank, sequences=args.sequences,
                           heldout=args.heldout, seq_len=args.seq_len, damp=args.damp,
-                          branch=args.branch, progress=_progress(args, "model-error"))
+                          branch=args.branch,
+                          progress=_progress(args, "model-error: calibration batches",
+                                             "model-error: compress layers"))
 
 
 def _add_bounds(sub) -> None:
@@ -230,6 +337,7 @@ def _add_bounds(sub) -> None:
                    help="GILoRA's damping convention (default augmented)")
     p.add_argument("--rho", type=float, default=1.0,
                    help="||L R||_F budget relative to ||W||_F for the lower bound (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
     p.set_defaults(func=_cmd_bounds)
 
 
@@ -243,9 +351,13 @@ def _chain_json(ch) -> dict:
 
 def _cmd_bounds(args) -> dict:
     from .upper_bounds import layer_bounds
-    layer = load_layer(args.layer)
+    phase = _phases(args, "bounds", ("load", "GPTQ and GILoRA chains, lower bound"))
+    layer = load_layer(args.layer, psd=False)      # layer_bounds tests H
+    phase()
+    _check_flag("--rank", args.rank, 0, min(layer.W.shape))
     b = layer_bounds(layer.W, layer.H, args.bits, args.rank, damp=args.damp, beta=args.beta,
                      unbounded=args.unbounded_grid, damp_from=args.damp_from, rho=args.rho)
+    phase(done=True)
     return {"bits": args.bits, "rank": args.rank, "damp": args.damp, "beta": args.beta,
             "unbounded_grid": args.unbounded_grid, "lambda": b.lam,
             "gptq": _chain_json(b.gptq), "gilora": _chain_json(b.gilora),
@@ -256,8 +368,15 @@ def _add_exact(sub) -> None:
     p = sub.add_parser("exact", help="exact optimum of a tiny layer and each method's ratio to it",
                        description="Exact minimum of ||X (W - Q - L R)||_F^2 over Q on the bounded grid "
                                    "and rank-r L R (sphere decoding for r = 0, enumeration with the "
-                                   "optimal L R per Q for r >= 1), and error / optimum for every method.")
-    p.add_argument("layer", help="LAYER.npz with W and X or H")
+                                   "optimal L R per Q for r >= 1), and error / optimum for every method. "
+                                   "For tiny layers only: r >= 1 enumerates all 2^(b N N_out) matrices "
+                                   "(at most --limit; e.g. a 4 x 2 layer at 2 bits has 4^8 = 65536), "
+                                   "r = 0 searches N_out columns of 2^(b N) candidates each (sphere "
+                                   "decoding prunes most; N <= 16 inputs at 2-3 bits is quick). A larger "
+                                   "search is refused before it starts. Example: gilora-theory layers "
+                                   "--export synthetic/isotropic --shape 4,2 --out tiny.npz; "
+                                   "gilora-theory exact tiny.npz --bits 2 --rank 1")
+    p.add_argument("layer", help="LAYER.npz with W and X or H (tiny: see above)")
     p.add_argument("--bits", type=int, required=True, help="grid bit-width b in [1, 16]")
     p.add_argument("--rank", type=int, default=0, help="branch rank r (default 0)")
     p.add_argument("--damp", type=float, default=0.01, help="relative damping of the methods (default 0.01)")
@@ -270,16 +389,125 @@ def _add_exact(sub) -> None:
 def _cmd_exact(args) -> dict:
     from .exact import exact_optimum
     from .methods import compare_methods
-    layer = load_layer(args.layer)
+    layer = load_layer(args.layer, psd=False)      # exact_optimum tests H
+    _check_flag("--rank", args.rank, 0, min(layer.W.shape))
     ex = exact_optimum(layer.W, layer.H, args.bits, args.rank, beta=args.beta, limit=args.limit)
     cmp = compare_methods(layer.W, layer.H, ex, damp=args.damp)
-    return {"bits": args.bits, "rank": args.rank, "method": ex.method, "optimum": ex.value,
-            "candidates": ex.candidates, "examined": ex.examined, "nodes": ex.nodes,
-            "ratios": cmp.ratios, "errors": cmp.errors}
+    out = {"bits": args.bits, "rank": args.rank, "method": ex.method, "optimum": ex.value,
+           "candidates": ex.candidates, "examined": ex.examined, "nodes": ex.nodes,
+           "ratios": cmp.ratios, "errors": cmp.errors}
+    if ex.value == 0:
+        out["ratios_note"] = ("the optimum is 0 (W is reproduced exactly), so error / optimum "
+                              "is undefined (null); compare the errors instead")
+    return out
 
 
-_SUBCOMMANDS = [_add_run, _add_sweep, _add_figures, _add_check, _add_extract, _add_model_error,
-                _add_bounds, _add_exact]
+def _add_layers(sub) -> None:
+    p = sub.add_parser("layers", help="list the bundled layers; --export one as LAYER.npz",
+                       description="List the real all-MiniLM-L6-v2 layers bundled with the package "
+                                   "and the synthetic gallery, or write one as a LAYER.npz for run, "
+                                   "bounds and exact: --export NAME --out L.npz (a synthetic layer "
+                                   "synthetic/KIND needs --shape N,N_OUT).")
+    p.add_argument("--export", metavar="NAME", default=None,
+                   help="a bundled layer name or synthetic/KIND")
+    p.add_argument("--out", default=None, help="LAYER.npz to write (with --export)")
+    p.add_argument("--shape", default=None, help="N,N_OUT of a synthetic layer, e.g. 4,2")
+    p.add_argument("--samples", type=int, default=None,
+                   help="calibration rows m of a synthetic layer (default 4 N)")
+    p.add_argument("--seed", type=int, default=0, help="seed of a synthetic layer (default 0)")
+    p.set_defaults(func=_cmd_layers)
+
+
+def _cmd_layers(args) -> dict:
+    from .data.calibration import KINDS
+    from .data.io import save_layer
+    from .data.layers import bundled_provenance
+    prov = bundled_provenance()
+    if args.export is None:
+        if args.out is not None or args.shape is not None:
+            raise ValueError("--out and --shape go with --export NAME")
+        return {"bundled": {n: {"shape": e["shape"], "n_samples": e["n_samples"],
+                                "source": f"{prov['model']} ({e['file']})"}
+                            for n, e in prov["layers"].items()},
+                "synthetic": [f"synthetic/{k}" for k in KINDS],
+                "export": "gilora-theory layers --export NAME --out L.npz"}
+    if args.out is None:
+        raise ValueError("--export needs --out L.npz")
+    out = writable_file(args.out, "--out")
+    layer = _export_layer(args, prov, KINDS)
+    save_layer(out, layer.W, H=layer.H, n_samples=layer.n_samples, name=layer.name)
+    return {"written": str(out), "name": layer.name, "shape": list(layer.W.shape),
+            "n_samples": layer.n_samples}
+
+
+def _export_layer(args, prov: dict, kinds: tuple):
+    """The layer ``--export`` names: bundled, or ``synthetic/KIND`` of ``--shape``."""
+    from .data.io import Layer
+    from .data.layers import load_bundled
+    if not args.export.startswith("synthetic/"):
+        if args.shape is not None or args.samples is not None:
+            raise ValueError("--shape and --samples apply to synthetic/KIND layers only")
+        if args.export not in prov["layers"]:
+            raise ValueError(f"--export: no bundled layer {args.export!r}; choose one of "
+                             f"{', '.join(prov['layers'])} or synthetic/KIND")
+        return load_bundled(args.export)
+    from .data.calibration import calibration, weights
+    kind = args.export.partition("/")[2]
+    if kind not in kinds:
+        raise ValueError(f"--export: unknown synthetic kind {kind!r}; choose one of {', '.join(kinds)}")
+    if args.shape is None or not re.fullmatch(r"\s*\d+\s*,\s*\d+\s*", args.shape):
+        raise ValueError(f"--shape must be N,N_OUT (e.g. 4,2) for a synthetic layer; got {args.shape!r}")
+    N, N_out = (int(v) for v in args.shape.split(","))
+    _check_flag("--shape N", N, 1, None)
+    _check_flag("--shape N_OUT", N_out, 1, None)
+    m = 4 * N if args.samples is None else _check_flag("--samples", args.samples, 1, None)
+    rng = np.random.default_rng(_check_flag("--seed", args.seed, 0, None))
+    cal = calibration(kind, m, N, rng=rng)
+    return Layer(weights("gaussian", N, N_out, rng=rng), cal.H, None, cal.X.shape[0], args.export)
+
+
+_SUBCOMMANDS = [_add_layers, _add_run, _add_sweep, _add_figures, _add_check, _add_extract,
+                _add_model_error, _add_bounds, _add_exact]
+
+
+_INT_FLAGS = {"bits": (1, 16), "l_bits": (1, 16), "r_bits": (1, 16), "rank": (0, None),
+              "rounds": (0, MAX_ROUNDS), "limit": (1, None), "workers": (1, None),
+              "sequences": (1, None), "seq_len": (3, 512), "batch_size": (1, None),
+              "heldout": (1, None), "seed": (0, None), "samples": (1, None)}
+_FLOAT_FLAGS = {"damp": (0.0, False, None), "beta": (0.0, True, 1.0), "rho": (0.0, False, None)}
+
+
+def _check_flag(flag: str, value: int, low: int, high: int | None) -> int:
+    """An integer option in ``[low, high]``, refused naming the flag as typed."""
+    if value < low or (high is not None and value > high):
+        want = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{flag} must be {want}; got {value}")
+    return value
+
+
+def _check_flags(args) -> None:
+    """Every numeric option in range before any work (messages name the flags)."""
+    for dest, (low, high) in _INT_FLAGS.items():
+        if getattr(args, dest, None) is not None:
+            _check_flag("--" + dest.replace("_", "-"), getattr(args, dest), low, high)
+    for dest, (low, open_low, high) in _FLOAT_FLAGS.items():
+        v = getattr(args, dest, None)
+        if v is not None and not (math.isfinite(v) and (v > low if open_low else v >= low)
+                                  and (high is None or v <= high)):
+            want = f"in ({low}, {high}]" if open_low else f">= {low}"
+            raise ValueError(f"--{dest} must be a finite number {want}; got {v}")
+
+
+def _as_typed(message: str, args) -> str:
+    """A library message in the user's terms: ``seq_len`` -> ``--seq-len``, and advice
+    naming Python options the command line offers as flags (or leaves out)."""
+    for dest in vars(args) if args is not None else ():
+        if "_" in dest and dest not in ("func", "interrupted"):
+            message = re.sub(rf"\b{dest}\b", "--" + dest.replace("_", "-"), message)
+    message = re.sub(r",? or pass damp_policy='increase'", "", message)
+    route = " or use --route eig" if getattr(args, "route", None) else ""
+    message = re.sub(r",? use route='eig'( \(spectral floor\))?", route, message)
+    return message.replace("Increase damp", "Increase --damp")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,22 +521,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Entry point: run a subcommand; bad input -> one line on stderr, exit 2.
+    """Entry point: run a subcommand; bad input -> one line on stderr, exit 2;
+    Ctrl-C -> one line, exit 130.
 
     Floating-point warnings are silenced here: the library raises
     ``NumericalError`` whenever a result would be inf or NaN, so a warning
     would only be a second stderr line before that one-line error.
     """
+    args = None
     try:
         args = build_parser().parse_args(argv)
+        _check_flags(args)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             result = args.func(args)
     except _UsageError as exc:
         print(" ".join(str(exc).split()), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"gilora-theory: {getattr(args, 'interrupted', 'interrupted')}", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, FileNotFoundError, np.linalg.LinAlgError, OSError,
             ImportError) as exc:
-        msg = " ".join(str(exc).split())
+        msg = _as_typed(" ".join(str(exc).split()), args)
         print(f"gilora-theory: error: {msg}", file=sys.stderr)
         return 2
     if isinstance(result, int):

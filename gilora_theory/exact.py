@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+import scipy.special
 
 from . import _validation as _v
 from .grid import Grid, fit_grid
@@ -290,17 +291,16 @@ def exact_optimum(W, H, bits: int | None = None, rank: int = 0, *, beta: float =
         raise ValueError("method='sphere' solves r = 0 only; use method='enumerate' for rank >= 1")
     if bits is not None:
         grid = fit_grid(W, bits, beta=beta)
-    lv = _alphabet(grid, alphabet, N, N_out)
     method = ("sphere" if r == 0 else "enumerate") if method == "auto" else method
-    Rm = _root(H)
+    cand = _refuse_large(W, H, grid, alphabet, r, method, limit)
+    lv = _alphabet(grid, alphabet, N, N_out)
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             if r == 0:
-                Q, value, cand, examined, nodes = _columns(W, H, Rm, lv, method, limit, batch)
+                Q, value, cand, examined, nodes = _columns(W, H, lv, method, limit, batch)
                 L, Rf = np.zeros((N, 0)), np.zeros((0, N_out))
             else:
-                cand = _count(lv.shape[2], N * N_out, limit, "Q matrices")
-                Q, value = _enumerate_matrix(Rm, W, lv, r, batch)
+                Q, value = _enumerate_matrix(_root(H), W, lv, r, batch)
                 examined = nodes = cand
                 res = olrc(W, Q, H, r, lam=0.0)
                 L, Rf = res.L, res.R
@@ -310,31 +310,124 @@ def exact_optimum(W, H, bits: int | None = None, rank: int = 0, *, beta: float =
     return ExactOptimum(Q, L, Rf, value, r, method, cand, examined, nodes, grid)
 
 
-def _count(K: int, n: int, limit: int, what: str, copies: int = 1) -> int:
-    """``copies * K^n``, refused (ValueError naming ``limit``) above ``limit``."""
-    count = copies * K ** n
-    if count > limit:
+SPHERE_MARGIN = 15
+"""Orders of magnitude by which a sphere decoding's estimated node count must exceed
+``limit`` to be refused before the search (the estimate overshoots ill-conditioned
+``H`` by up to ~1e13 on layers the search finishes in well under a second)."""
+
+
+def _refuse_large(W, H, grid, alphabet, r, method, limit) -> int | None:
+    """Refuse, before any search, a search too large for ``limit``: the exact count of
+    an enumeration, or for sphere decoding an estimate (:func:`_sphere_estimate`)
+    more than :data:`SPHERE_MARGIN` orders of magnitude above ``limit``. Returns
+    the enumeration's candidate count (None for sphere decoding)."""
+    N, N_out = W.shape
+    K = _levels_count(grid, alphabet)
+    if r > 0:
+        return _count(K, N * N_out, limit, "Q matrices")
+    if method == "enumerate":
+        return _count(K, N, limit, "candidate columns", copies=N_out)
+    log_space = math.log10(N_out) + N * math.log10(K)
+    if log_space <= math.log10(limit) + SPHERE_MARGIN:
+        return None                    # small enough for the node limit to stop it quickly
+    j, log_nodes = _sphere_estimate(H, W, _alphabet(grid, alphabet, N, N_out))
+    if log_nodes > math.log10(limit) + SPHERE_MARGIN:
         raise ValueError(
-            f"exact enumeration needs {copies} x {K}^{n} = {float(count):.3g} {what}, more than "
-            f"limit={limit}; pass a larger limit (about 1e6 candidates per second) or a smaller layer")
-    return count
+            f"exact search by sphere decoding is estimated to visit {_sci(log_nodes)} nodes on "
+            f"column {j} (of {_sci(log_space)} candidates), far more than limit={limit}; an "
+            f"exact optimum is practical for tiny layers only (e.g. 4 x 2 at 2 bits, or N <= 16 "
+            f"inputs at 2-3 bits for r = 0)")
+    return None
 
 
-def _columns(W, H, Rm, lv, method, limit, batch):
+def _levels_count(grid: Grid | None, alphabet) -> int:
+    """``K``, the number of levels of every entry's alphabet."""
+    if grid is not None:
+        return grid.maxq + 1
+    return int(np.unique(_v.as_matrix("alphabet", alphabet, ndim=1)).size)
+
+
+def _sci(log10: float) -> str:
+    """``10^log10`` as ``4.29e+09`` without forming a float that could overflow."""
+    if log10 < 300:
+        return f"{10.0 ** log10:.3g}"
+    e = math.floor(log10)
+    return f"{10.0 ** (log10 - e):.3g}e+{e}"
+
+
+def _babai(Rp: np.ndarray, Y: np.ndarray, lv: np.ndarray) -> np.ndarray:
+    """Successive rounding from the last row up, every column at once (the sphere
+    decoder's first leaf); ``Y = Rp W``, ``lv`` (N, N_out, K). Returns squared radii."""
+    N, N_out, _ = lv.shape
+    tiny = N * np.finfo(np.float64).eps * np.max(np.abs(np.diag(Rp)))
+    q = np.zeros((N, N_out))
+    cols = np.arange(N_out)
+    for i in range(N - 1, -1, -1):
+        s = Y[i] - Rp[i, i + 1:] @ q[i + 1:]
+        c = s / Rp[i, i] if abs(Rp[i, i]) > tiny else np.zeros(N_out)
+        q[i] = lv[i, cols, np.argmin(np.abs(lv[i] - c[:, None]), axis=1)]
+    return np.sum((Y - Rp @ q) ** 2, axis=0)
+
+
+def _sphere_estimate(H: np.ndarray, W: np.ndarray, lv: np.ndarray) -> tuple[int, float]:
+    """``(j, log10 n_j)``: the column with the largest estimated sphere-decoding node count.
+
+    With ``rho`` the distance of the first leaf (the Babai point), the nodes at depth
+    ``k`` (the last ``k`` rows in search order fixed) are estimated by the smaller
+    of the Gaussian heuristic ``V_k rho^k / prod_i |R_ii| delta_i`` (``V_k`` the
+    volume of the unit ``k``-ball, ``delta_i`` the level spacing: the
+    expected-complexity estimate of [2]) and the box count ``prod_i min(K, 2 rho /
+    (|R_ii| delta_i) + 1)`` (row ``i`` admits only levels within ``rho / |R_ii|`` of
+    its centre). The search shrinks ``rho`` as it goes, so this overshoots.
+    """
+    p = _search_order(H)
+    Rp = _root(H[np.ix_(p, p)])
+    lv = lv[p]
+    K = lv.shape[2]
+    rho = np.sqrt(_babai(Rp, Rp @ W[p], lv))
+    spacing = (lv[:, :, -1] - lv[:, :, 0]) / max(K - 1, 1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        width = rho[None, :] / (np.abs(np.diag(Rp))[:, None] * spacing)         # (N, N_out)
+        box = np.cumsum(np.log10(np.minimum(K, 2 * width + 1))[::-1], axis=0)
+        k = np.arange(1, W.shape[0] + 1)[:, None]
+        log_vk = (k / 2 * math.log(math.pi) - scipy.special.gammaln(k / 2 + 1)) / math.log(10)
+        gauss = log_vk + np.cumsum(np.log10(width)[::-1], axis=0)
+    log_nodes = np.fmin(np.nan_to_num(gauss, nan=np.inf), box)
+    top = log_nodes.max(axis=0)
+    total = top + np.log10(np.sum(10.0 ** (log_nodes - top), axis=0))
+    j = int(np.argmax(total))
+    return j, float(total[j])
+
+
+def _count(K: int, n: int, limit: int, what: str, copies: int = 1) -> int:
+    """``copies * K^n``, refused (ValueError naming ``limit``) above ``limit``.
+
+    Compared in logarithms first, so that a count of thousands of digits is never formed.
+    """
+    log10 = math.log10(copies) + n * math.log10(K)
+    if log10 <= math.log10(limit) + 1:
+        count = copies * K ** n
+        if count <= limit:
+            return count
+    raise ValueError(
+        f"exact enumeration needs {copies} x {K}^{n} = {_sci(log10)} {what}, more than "
+        f"limit={limit}; pass a larger limit (about 1e6 candidates per second) or a smaller layer")
+
+
+def _columns(W, H, lv, method, limit, batch):
     """r = 0: each output column separately (sphere decoding or plain enumeration)."""
     N, N_out, K = lv.shape
     Q = np.empty_like(W)
     value, examined, nodes = 0.0, 0, 0
-    if method == "enumerate":
-        _count(K, N, limit, "candidate columns", copies=N_out)
     if method == "sphere":
         p = _search_order(H)
         Rp = _root(H[np.ix_(p, p)])
         rows_p = Rp.tolist()
+    else:
+        Rm = _root(H)
     for j in range(N_out):
-        y = Rm @ W[:, j]
         if method == "enumerate":
-            Q[:, j], v = _enumerate_column(Rm, y, lv[:, j, :], batch)
+            Q[:, j], v = _enumerate_column(Rm, Rm @ W[:, j], lv[:, j, :], batch)
             examined += K ** N
             nodes += K ** N
         else:

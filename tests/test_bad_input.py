@@ -30,7 +30,7 @@ import pytest
 import gilora_theory as gt
 from gilora_theory import exact, upper_bounds
 from gilora_theory.cli import main
-from gilora_theory.data.io import load_layer, save_layer
+from gilora_theory.data.io import load_layer, load_result, save_layer
 
 N, N_OUT, M = 8, 5, 20
 BITS, RANK = 3, 2
@@ -304,8 +304,9 @@ COMMANDS = ("run", "bounds", "exact")
 def _run(capsys, tmp_path: Path, layer, *flags, method: str = "refine", command: str = "run"):
     """``gilora-theory COMMAND LAYER ...`` in this process: status, stdout, stderr, output path."""
     out = tmp_path / "out" / "OUT.npz"
+    rank = 0 if method in ("rtn", "gptq") else RANK       # --rank does not apply to those
     argv = {"run": ["run", str(layer), "--method", method, "--bits", str(BITS), "--rank",
-                    str(RANK), "--out", str(out)],
+                    str(rank), "--out", str(out)],
             "bounds": ["bounds", str(layer), "--bits", str(BITS), "--rank", str(RANK)],
             "exact": ["exact", str(layer), "--bits", str(BITS), "--rank", "0"]}[command]
     status = main([*argv, *flags])
@@ -377,8 +378,8 @@ def test_cli_scale_is_finite_or_reported(case, command, tmp_path, capsys):
     if status == 0:
         assert None not in _leaves(json.loads(stdout)), stdout
         if command == "run":
-            with np.load(out) as z:
-                assert all(np.all(np.isfinite(z[k])) for k in ("Q", "L", "R"))
+            z = load_result(out)
+            assert all(np.all(np.isfinite(z[k])) for k in ("Q", "L", "R"))
     else:
         line = _assert_refused(status, stdout, stderr, out)
         _assert_names(line, "Rescale", case.words)
@@ -407,8 +408,8 @@ def test_cli_constant_and_zero_columns(tmp_path, capsys):
     report = json.loads(stdout)
     assert all(np.all(np.isfinite(np.asarray(v, dtype=float)))
                for k, v in report.items() if isinstance(v, (int, float, list)))
-    with np.load(out) as z:
-        assert np.all(np.isfinite(z["Q"])) and np.all(np.isfinite(z["R"]))
+    z = load_result(out)
+    assert np.all(np.isfinite(z["Q"])) and np.all(np.isfinite(z["R"]))
 
 
 # ---------------------------------------------------------------- layer files

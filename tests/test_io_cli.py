@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from gilora_theory import METHODS, check_monotone, compress
-from gilora_theory.cli import main
-from gilora_theory.data.io import load_layer, save_layer
+from gilora_theory.cli import BRANCHLESS, main
+from gilora_theory.data.io import load_layer, load_result, save_layer
 
 EPS = np.finfo(float).eps
 KEYS = {"method", "bits", "rank", "damp", "lambda", "error", "damped_error", "relative_error",
@@ -40,21 +40,24 @@ def run(capsys, *argv):
 def test_run_every_method(capsys, tmp_path, layer_X, arrays, method):
     W, X = arrays
     out_path = tmp_path / "out.npz"
-    code, out, err = run(capsys, "run", layer_X, "--method", method, "--bits", 3, "--rank", 2,
-                         "--damp", 0.02, "--rounds", 2, "--out", out_path)
+    rank = 0 if method in BRANCHLESS else 2
+    extra = ("--rounds", 2) if method == "refine" else ()
+    code, out, err = run(capsys, "run", layer_X, "--method", method, "--bits", 3, "--rank", rank,
+                         "--damp", 0.02, *extra, "--out", out_path)
     assert code == 0 and err == ""
     report = json.loads(out)
     assert KEYS <= report.keys()
-    assert (report["method"], report["bits"], report["rank"], report["damp"]) == (method, 3, 2, 0.02)
-    c = compress(W, X.T @ X, method, 3, 2, damp=0.02, rounds=2)
-    with np.load(out_path, allow_pickle=False) as z:
-        assert {"Q", "L", "R", "step", "zero", "bits"} <= set(z.files)
-        np.testing.assert_array_equal(z["Q"], c.Q)
-        np.testing.assert_array_equal(z["L"], c.L)
-        np.testing.assert_array_equal(z["R"], c.R)
-        np.testing.assert_array_equal(z["step"], c.grid.step)
-        np.testing.assert_array_equal(z["zero"], c.grid.zero)
-        assert int(z["bits"]) == 3
+    assert (report["method"], report["bits"], report["rank"], report["damp"]) == (method, 3, rank, 0.02)
+    c = compress(W, X.T @ X, method, 3, rank, damp=0.02, rounds=2)
+    with np.load(out_path, allow_pickle=False) as z:     # Q as uint8 grid codes, no float Q
+        assert {"Q_codes", "L", "R", "step", "zero", "bits"} <= set(z.files) and "Q" not in z.files
+        assert z["Q_codes"].dtype == np.uint8 and int(z["bits"]) == 3
+        Q = z["step"] * (z["Q_codes"] - z["zero"])       # the documented one-line reconstruction
+    np.testing.assert_array_equal(Q, c.Q)
+    z = load_result(out_path)
+    for key, want in (("Q", c.Q), ("L", c.L), ("R", c.R), ("step", c.grid.step),
+                      ("zero", c.grid.zero)):
+        np.testing.assert_array_equal(z[key], want)
     assert report["error"] == c.objective.error and report["lambda"] == c.lam
     assert report["relative_error"] == c.objective.relative_error
     assert report["clipped"] == c.clipped

@@ -119,7 +119,7 @@ def test_compression_storage_and_the_run_command(tmp_path, capsys):
     assert main(argv[:8] + ["--out", str(tmp_path / "o2.npz")]) == 0
     assert json.loads(capsys.readouterr().out)["effective_bits"] == 784 / 48
     assert main(argv[:8] + ["--l-bits", "0", "--out", str(tmp_path / "o3.npz")]) == 2
-    assert "l_bits" in capsys.readouterr().err
+    assert "--l-bits" in capsys.readouterr().err          # the flag as typed (issue 14)
     assert not (tmp_path / "o3.npz").exists()
 
 

@@ -346,9 +346,9 @@ def test_real_minilm_layers_hooks_write_back_and_determinism(minilm):
 
 @pytest.mark.parametrize("argv, words", [
     (["extract", "--model", "gpt2", "--out", "x"], "invalid choice"),
-    (["extract", "--model", "minilm", "--out", "x", "--seq-len", "2"], "seq_len must be in [3, 512]"),
+    (["extract", "--model", "minilm", "--out", "x", "--seq-len", "2"], "--seq-len must be in [3, 512]"),
     (["model-error", "--model", "minilm", "--method", "gptq", "--bits", "4", "--sequences", "0"],
-     "sequences must be in"),
+     "--sequences must be >= 1"),
     (["model-error", "--model", "minilm", "--method", "nope", "--bits", "4"], "invalid choice"),
 ])
 def test_cli_refuses_bad_input_with_one_line(capsys, tmp_path, argv, words):

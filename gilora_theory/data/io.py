@@ -5,6 +5,17 @@
 ``name``. Files are read with ``allow_pickle=False``: an object array is refused
 without being unpickled. Every file the package writes appears atomically
 (written to a temporary name in the same folder, then renamed).
+
+``OUT.npz`` (written by ``gilora-theory run``, :func:`save_result`) holds ``Q`` as
+integer grid codes ``Q_codes`` (the smallest unsigned dtype holding ``2^b - 1``)
+with the grid ``step``, ``zero`` (each ``(1, N_out)``), so that::
+
+    Q = step * (Q_codes - zero)
+
+reproduces the method's ``Q`` bit for bit, plus ``L``, ``R``, ``bits``, ``beta``,
+``bounded`` and, with a quantized branch, its grids. A ``Q`` that is not on a
+bounded grid (the unbounded grid of the theory) is stored as float64 ``Q``, as
+files written before this format always were; :func:`load_result` reads both.
 """
 from __future__ import annotations
 
@@ -23,7 +34,7 @@ from .. import _validation as _v
 from ..objective import hessian
 
 __all__ = ["Layer", "load_layer", "save_layer", "atomic_write", "save_npz", "write_json",
-           "writable_folder"]
+           "writable_folder", "check_folder", "writable_file", "save_result", "load_result", "code_dtype"]
 
 
 @dataclass(frozen=True)
@@ -52,8 +63,13 @@ _KEYS = ("W", "X", "H", "n_samples", "name")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
-def load_layer(path) -> Layer:
+def load_layer(path, *, psd: bool = True) -> Layer:
     """Read and validate a ``LAYER.npz`` (see module docstring).
+
+    ``psd=False`` skips only the positive semi-definiteness test of a stored
+    ``H`` (shape, finiteness and symmetry are still checked): for a caller that
+    passes ``H`` straight to a public function which tests it anyway, so that a
+    large ``H`` is factorised once, not twice.
 
     The file's first bytes are checked before ``numpy.load`` sees it, and only
     the keys listed above are read, each with ``allow_pickle=False``: a pickle
@@ -66,6 +82,9 @@ def load_layer(path) -> Layer:
         misnamed keys, bad shapes or values (each message names the file and key).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"layer file {str(path)!r} is a folder; give a LAYER.npz file "
+                         "(gilora-theory layers --export NAME --out L.npz writes one)")
     if not path.is_file():
         raise FileNotFoundError(f"layer file {str(path)!r} does not exist")
     with open(path, "rb") as f:
@@ -80,7 +99,7 @@ def load_layer(path) -> Layer:
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise ValueError(f"{path}: not a readable .npz file ({exc}); is it truncated or corrupt?") from None
     try:
-        return _layer_from_arrays(data, keys, str(path))
+        return _layer_from_arrays(data, keys, str(path), psd)
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"{path}: {exc}") from None
 
@@ -108,7 +127,7 @@ def _read_key(z, key: str, path: Path) -> np.ndarray:
                          "is the file truncated or corrupt?") from None
 
 
-def _layer_from_arrays(data: dict, keys: set, where: str) -> Layer:
+def _layer_from_arrays(data: dict, keys: set, where: str, psd: bool = True) -> Layer:
     if "W" not in data:
         raise ValueError(f"missing key 'W' (found {sorted(keys)}); a layer file needs W and X or H")
     if ("X" in data) == ("H" in data):
@@ -120,7 +139,7 @@ def _layer_from_arrays(data: dict, keys: set, where: str) -> Layer:
         _v.check_same_rows("X", X, "W", W, axis_a=1)
         H = hessian(X)
     else:
-        H = _v.check_hessian(data["H"], W.shape[0])
+        H = _v.check_hessian(data["H"], W.shape[0], psd=psd)
     n_samples = _scalar(data, "n_samples", "iuf", "a positive integer")
     if n_samples is not None and not (float(n_samples).is_integer() and n_samples >= 1):
         raise ValueError(f"key 'n_samples' must be a positive integer; got {n_samples}")
@@ -188,10 +207,112 @@ def writable_folder(path, name: str = "out") -> Path:
     return path
 
 
-def save_npz(path, **arrays) -> None:
-    """``numpy.savez_compressed`` written atomically."""
+def check_folder(path, name: str = "--out") -> Path:
+    """Like :func:`writable_folder`, but leaves nothing behind: a folder that does not
+    exist yet is created, probed and removed again (with any parents it needed)."""
+    if str(path) == "":
+        raise ValueError(f"{name} must be a folder path; got an empty string")
+    path = Path(path)
+    if path.exists():
+        return writable_folder(path, name)
+    created = [p for p in [path, *path.parents] if not p.exists()]
+    try:
+        writable_folder(path, name)
+    finally:
+        for p in created:                 # deepest first
+            with contextlib.suppress(OSError):
+                p.rmdir()
+    return path
+
+
+def writable_file(path, name: str = "--out", *, inputs=()) -> Path:
+    """``path`` as an output file, checked before any work: never an input, a folder, or unwritable.
+
+    Refuses an empty path, an existing folder, a path that is one of ``inputs``
+    (the same file, also through a symbolic or hard link, which the write would
+    replace), and a folder that cannot take files (probed as in
+    :func:`writable_folder`, which creates it). Each message names ``name``.
+    """
+    if str(path) == "":
+        raise ValueError(f"{name} must be a file path; got an empty string")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name} must be a file path; {str(path)!r} is a folder")
+    for src in inputs:
+        if path.exists() and Path(src).exists() and os.path.samefile(path, src):
+            raise ValueError(f"{name} {str(path)!r} is the input file {str(src)!r}; writing it "
+                             "would replace the input: choose another output name")
+    writable_folder(path.parent, name=f"the folder of {name}")
+    return path
+
+
+def save_npz(path, *, compressed: bool = True, **arrays) -> None:
+    """``numpy.savez_compressed`` (``compressed=False``: ``numpy.savez``) written atomically."""
     with atomic_write(path) as f:
-        np.savez_compressed(f, **arrays)
+        (np.savez_compressed if compressed else np.savez)(f, **arrays)
+
+
+def code_dtype(bits: int) -> np.dtype:
+    """The smallest unsigned integer dtype holding the codes ``0 .. 2^bits - 1``."""
+    return np.dtype(np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32)
+
+
+def _grid_codes(Q: np.ndarray, grid):
+    """Integer codes of ``Q`` on ``grid`` when ``step * (codes - zero)`` gives ``Q`` back
+    bit for bit (bounded per-column grid); else None."""
+    if not grid.bounded or grid.step.shape[0] != 1:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = np.round(Q / grid.step) + grid.zero
+    if not (np.all(np.isfinite(k)) and k.min() >= 0 and k.max() <= grid.maxq):
+        return None
+    codes = k.astype(code_dtype(grid.bits))
+    return codes if np.array_equal(grid.step * (codes - grid.zero), Q) else None
+
+
+def save_result(path, Q, L, R, grid, **extra) -> None:
+    """Write a compression result ``Q + L R`` as ``OUT.npz`` (format in the module docstring).
+
+    Parameters
+    ----------
+    path : str or path
+    Q : (N, N_out) ndarray
+        On ``grid``; stored as integer codes when they reproduce it exactly.
+    L : (N, r) ndarray
+    R : (r, N_out) ndarray
+    grid : Grid
+    **extra : array_like
+        Further arrays stored as given (e.g. the branch's grids).
+
+    Stored uncompressed: zlib on a large float array costs more time than the
+    method that produced it, and the codes are already ``b`` bits of 8 or 16.
+    """
+    codes = _grid_codes(Q, grid)
+    arrays = {"Q": Q} if codes is None else {"Q_codes": codes}
+    save_npz(path, compressed=False, **arrays, L=L, R=R, step=grid.step, zero=grid.zero,
+             bits=np.asarray(grid.bits), beta=np.asarray(grid.beta),
+             bounded=np.asarray(grid.bounded), **extra)
+
+
+def load_result(path) -> dict:
+    """The arrays of an ``OUT.npz`` by name, with float64 ``Q`` reconstructed from codes.
+
+    Reads both formats: ``Q_codes`` (``Q = step * (Q_codes - zero)``) and the
+    older float64 ``Q``. Read with ``allow_pickle=False``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"result file {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable result file ({exc}); is it truncated?") from None
+    if "Q_codes" in out:
+        out["Q"] = out["step"] * (out.pop("Q_codes") - out["zero"])
+    if "Q" not in out:
+        raise ValueError(f"{path}: neither 'Q' nor 'Q_codes' found (keys {sorted(out)})")
+    return out
 
 
 def save_layer(path, W, *, H=None, X=None, n_samples=None, name=None) -> None:

@@ -29,6 +29,7 @@ References
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -212,19 +213,25 @@ def plot_bound_chain(runs: pd.DataFrame, *, title: str = "") -> Figure:
     df = runs[runs["method"].isin(("gptq", "gilora"))].dropna(subset=["bound_closed_form"])
     settings = df[["opt_beta", "opt_unbounded"]].drop_duplicates()
     settings = settings.sort_values("opt_beta", ascending=False)
-    fig, axes = _panels(len(settings), ncols=len(settings), size=(7.0, 4.4))
+    fig, axes = _panels(len(settings), ncols=1, size=(9.0, 3.6))
     for ax, (_i, st) in zip(axes, settings.iterrows()):
         d = df[(df["opt_beta"] == st["opt_beta"]) & (df["opt_unbounded"] == st["opt_unbounded"])]
         _chain_panel(ax, d)
         grid = "unbounded grid" if st["opt_unbounded"] else f"bounded grid, β = {st['opt_beta']:g}"
-        fails = int((~d["bound_holds"].astype(bool)).sum())
-        ax.set_title(f"{grid}: {len(d)} runs, {int((d['clipped'] > 0).sum())} clipped, "
-                     f"{fails} chains fail; worst E / bound = {d['bound_ratio'].max():.3g}",
-                     fontsize=9)
-    fig.suptitle(title or "Slack of each link of the upper-bound chain (GPTQ and GILoRA passes)",
-                 fontsize=11)
+        ax.set_title(f"{grid}: {_chain_counts(d)}", fontsize=9)
+    fig.suptitle(title or "Slack of each link of the upper-bound chain (GPTQ and GILoRA passes)\n"
+                 "of the sweeps drawn here; claim C6 counts its own, larger sweep", fontsize=10)
     _legend(fig, axes)
     return fig
+
+
+def _chain_counts(d: pd.DataFrame) -> str:
+    """``n chains: without clipping k fail of m; clipped j fail of c; worst E / bound``."""
+    clipped = d["clipped"].to_numpy() > 0
+    fails = ~d["bound_holds"].astype(bool).to_numpy()
+    return (f"{len(d)} chains; without clipping {int((fails & ~clipped).sum())} of "
+            f"{int((~clipped).sum())} fail a link, clipped {int((fails & clipped).sum())} of "
+            f"{int(clipped.sum())} fail; worst E / bound = {d['bound_ratio'].max():.3g}")
 
 
 def _chain_panel(ax, d: pd.DataFrame) -> None:
@@ -237,9 +244,9 @@ def _chain_panel(ax, d: pd.DataFrame) -> None:
                    label="no clipping")
         ax.scatter(x[clipped], ratio[clipped], s=7, alpha=0.5, color="tab:red", label="clipped")
     ax.axhline(1.0, color="k", linewidth=1)
-    ax.set_xticks(range(len(CHAIN)), [c[2] for c in CHAIN], fontsize=7)
+    ax.set_xticks(range(len(CHAIN)), [c[2] for c in CHAIN], fontsize=9)
     ax.set_yscale("log")
-    ax.set_ylabel("smaller side / larger side  (≤ 1: link holds)")
+    ax.set_ylabel("smaller / larger side\n(≤ 1: link holds)", fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
 
 
@@ -314,8 +321,9 @@ def plot_bound_scaling(runs: pd.DataFrame, *, title: str = "") -> Figure:
             g = d.groupby("N")
             N = np.array(sorted(d["N"].unique()))
             ax.plot(N, g["bound_closed_form"].median(), color=cmap[k], linestyle="--")
-            ax.plot(N, g["error"].median(), color=cmap[k], marker="o", markersize=3, linewidth=0.8)
-            ax.plot(N, g["lower_bound"].median(), color=cmap[k], linestyle=":", label=f"b = {b}")
+            ax.plot(N, g["error"].median(), color=cmap[k], marker="o", markersize=4,
+                    linestyle="none", label=f"b = {b}")
+            ax.plot(N, g["lower_bound"].median(), color=cmap[k], linestyle=":")
             pos = d[d["lower_bound"] > 0]
             ratio = (pos["bound_closed_form"] / pos["lower_bound"]).groupby(pos["N"]).median()
             ax2.plot(ratio.index, ratio.to_numpy(), color=cmap[k], marker="o", markersize=3,
@@ -323,6 +331,10 @@ def plot_bound_scaling(runs: pd.DataFrame, *, title: str = "") -> Figure:
         ax.set_ylabel("layer error E (absolute)")
         ax.set_title(f"r = {r}: dashed upper bound · dots GILoRA · dotted lower bound",
                      fontsize=9)
+        ax.plot([], [], color="0.3", linestyle="--", label="upper bound")
+        ax.plot([], [], color="0.3", marker="o", linestyle="none", label="GILoRA (median)")
+        ax.plot([], [], color="0.3", linestyle=":", label="lower bound")
+        ax.legend(fontsize=7, ncols=2)
         ax2.set_ylabel("upper bound / lower bound")
         ax2.set_title(f"r = {r}: ratio (median over seeds)", fontsize=9)
         for a in (ax, ax2):
@@ -351,7 +363,7 @@ def plot_rank_benefit(runs: pd.DataFrame, *, title: str = "") -> Figure:
     df = df[df["rank"] > 0].join(base, on=["layer", "seed", "bits"])
     layers = list(dict.fromkeys(df["layer"]))
     markers = dict(zip(sorted(df["rank"].unique()), "os^DvP*X"))
-    fig = Figure(figsize=(7.5, 5.2), layout="constrained")
+    fig = Figure(figsize=(9.5, 5.2), layout="constrained")     # legend beside the axes
     ax = fig.subplots()
     for k, layer in enumerate(layers):
         d = df[df["layer"] == layer]
@@ -369,7 +381,7 @@ def plot_rank_benefit(runs: pd.DataFrame, *, title: str = "") -> Figure:
     _plain_log(ax)
     ax.set_xlabel("predicted h(r) / h(0)")
     ax.set_ylabel("measured D(r) / D(0)")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     ax.grid(True, which="both", alpha=0.2)
     bits = ", ".join(str(b) for b in sorted(df["bits"].unique()))
     fig.suptitle(title or f"Rank benefit: the bound's prediction against GILoRA's measured error "
@@ -514,12 +526,19 @@ def make_figures(tables="figures/tables", out="figures", *, dpi: int = 85,
     dict
         ``{"written": {name: path}, "missing": {name: message}}``; a figure whose
         table is missing is skipped with the command that produces the table.
+
+    Raises
+    ------
+    ValueError
+        A table that is unreadable, empty, lacks a column, or holds fewer rows
+        than its ``sweep.json`` records (truncated), naming the file and the
+        command that rebuilds it.
     """
     tables, out = Path(tables), Path(out)
     if not tables.is_dir():
         raise FileNotFoundError(f"tables folder {str(tables)!r} does not exist; run the sweeps "
                                 f"first (gilora-theory sweep NAME --out {tables}/NAME)")
-    written, missing = {}, {}
+    todo, missing = {}, {}
     for name, (sources, func) in FIGURES.items():
         if only is not None and name not in only:
             continue
@@ -528,10 +547,46 @@ def make_figures(tables="figures/tables", out="figures", *, dpi: int = 85,
         if absent:
             missing[name] = "; ".join(f"missing {p}: run gilora-theory sweep {p.parent.name} "
                                       f"--out {p.parent}" for p in absent)
-            continue
-        fig = func(*(pd.read_csv(p) for p in paths))
-        written[name] = str(save_figure(fig, out / f"{name}.png", dpi=dpi))
+        else:
+            todo[name] = (func, paths)
+    frames = {p: _read_table(p) for _f, paths in todo.values() for p in paths}  # all, then draw
+    figs = {}
+    for name, (func, paths) in todo.items():        # every figure drawn before any is saved
+        try:
+            figs[name] = func(*(frames[p] for p in paths))
+        except KeyError as exc:
+            raise ValueError(f"{', '.join(map(str, paths))}: column {exc} is missing, so the "
+                             f"table is damaged; {_rebuild(paths[0])}") from None
+    written = {name: str(save_figure(fig, out / f"{name}.png", dpi=dpi))
+               for name, fig in figs.items()}
     return {"written": written, "missing": missing}
+
+
+def _rebuild(path: Path) -> str:
+    return (f"rebuild it with gilora-theory sweep {path.parent.name} --out {path.parent} "
+            f"(finished runs are kept, the tables are rewritten)")
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """A sweep table, refused (naming the file and the way to rebuild it) when it is
+    unreadable, empty, or holds fewer runs than its folder's ``sweep.json`` records."""
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is damaged ({' '.join(str(exc).split())}); "
+                         f"{_rebuild(path)}") from None
+    if df.empty:
+        raise ValueError(f"{path} holds no rows; {_rebuild(path)}")
+    sidecar = path.parent / "sweep.json"
+    if path.name == "runs.csv" and sidecar.is_file():
+        try:
+            n_runs = json.loads(sidecar.read_text())["n_runs"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{sidecar} is damaged ({exc}); {_rebuild(path)}") from None
+        if len(df) != n_runs:
+            raise ValueError(f"{path} holds {len(df)} rows but {sidecar.name} records {n_runs} "
+                             f"runs: the table is truncated or damaged; {_rebuild(path)}")
+    return df
 
 
 def _table_path(tables: Path, source: str) -> Path:

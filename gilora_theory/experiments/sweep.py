@@ -57,7 +57,8 @@ resumes as above.
 Conventions
 -----------
 - Methods without a low-rank branch (``rtn``, ``gptq``) run at rank 0 only.
-- Ranks above ``min(N, N_out)`` of a layer are skipped for that layer.
+- Ranks above ``min(N, N_out)`` of a layer are skipped for that layer; the ``sweep``
+  command reports them (``skipped_ranks``).
 - Seeds generate synthetic layers (``numpy.random.default_rng(seed)``); fixed
   layers (files, bundled real layers) do not depend on a seed and run once, with
   ``seed = 0`` in the table.
@@ -94,7 +95,7 @@ from ..methods import METHODS, compress
 from ..objective import layer_error
 
 __all__ = ["SweepConfig", "Run", "SweepResult", "load_config", "packaged_configs", "config_hash",
-           "synthetic_spec", "resolve_layer", "data_hash", "expand_runs", "run_one",
+           "synthetic_spec", "resolve_layer", "data_hash", "expand_runs", "skipped_ranks", "run_one",
            "bound_columns", "exact_columns", "run_sweep", "run_sweep_cli", "sweep_table",
            "assemble", "read_tables", "BRANCHLESS", "CHAIN_METHODS", "EXACT_LIMIT",
            "CLAIM_TIMEOUT"]
@@ -166,13 +167,14 @@ def load_config(source) -> SweepConfig:
         source = source.to_dict()
     if not isinstance(source, dict):
         source = _read_config_file(source)
-    unknown = set(source) - {"name", "layers", "methods", "bits", "ranks", "seeds", "options"}
-    if unknown:
-        raise ValueError(f"sweep configuration has unknown keys {sorted(unknown)}")
+    _unknown_keys("sweep configuration", source,
+                  ("name", "layers", "methods", "bits", "ranks", "seeds", "options"))
     missing = {"name", "layers", "methods", "bits", "ranks"} - set(source)
     if missing:
         raise ValueError(f"sweep configuration misses keys {sorted(missing)}")
     layers = tuple(_check_layer_spec(s) for s in _as_list("layers", source["layers"]))
+    for spec in layers:
+        _check_layer_source(spec)
     names = [s["name"] for s in layers]
     if len(set(names)) != len(names):
         raise ValueError(f"layer names must be unique; got {names}")
@@ -221,6 +223,25 @@ def _check_name(name) -> str:
     return name
 
 
+_SPEC_KEYS = {"synthetic": ("source", "name", "kind", "m", "N", "N_out", "params", "weights",
+                             "weight_params"),
+              "bundled": ("source", "name", "layer"),
+              "file": ("source", "name", "path")}
+"""Keys a layer specification of each source may hold (see :func:`resolve_layer`)."""
+
+
+def _unknown_keys(what: str, given, allowed) -> None:
+    """Refuse keys outside ``allowed``, naming each with the closest allowed key."""
+    import difflib
+    unknown = [k for k in given if k not in allowed]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(str(k), allowed, n=1, cutoff=0.6)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(f"{what} has unknown keys {', '.join(hints)}; allowed: {', '.join(allowed)}")
+
+
 def _check_layer_spec(spec) -> dict:
     if not isinstance(spec, dict) or spec.get("source") not in _SOURCES:
         raise ValueError(f"each layer must be a dict with 'source' in {_SOURCES}; got {spec!r}")
@@ -232,16 +253,40 @@ def _check_layer_spec(spec) -> dict:
     if "name" not in spec:
         raise ValueError(f"a {spec['source']!r} layer needs 'name'; got {spec!r}")
     _check_name(spec["name"])
+    _unknown_keys(f"layer {spec['name']!r}", spec, _SPEC_KEYS[spec["source"]])
     return spec
+
+
+def _check_layer_source(spec: dict) -> None:
+    """What can be checked without computing: synthetic generator names and keys, that a
+    bundled layer exists and a layer file is there (each message names the layer)."""
+    where = f"layer {spec['name']!r}"
+    if spec["source"] == "synthetic":
+        from ..data.calibration import KINDS, WEIGHT_KINDS
+        missing = [k for k in ("kind", "m", "N", "N_out") if k not in spec]
+        if missing:
+            raise ValueError(f"{where} misses keys {missing}; a synthetic layer needs kind, m, N, N_out")
+        for key, kinds in (("kind", KINDS), ("weights", WEIGHT_KINDS)):
+            if key in spec and spec[key] not in kinds:
+                raise ValueError(f"{where}: {key} must be one of {', '.join(kinds)}; got {spec[key]!r}")
+        for key in ("m", "N", "N_out"):
+            _v.check_int(f"{where}: {key}", spec[key], low=1)
+        for key in ("params", "weight_params"):
+            if not isinstance(spec.get(key, {}), dict):
+                raise ValueError(f"{where}: {key} must be a JSON object; got {spec[key]!r}")
+    elif spec["source"] == "bundled":
+        from ..data.layers import bundled_names
+        name = spec.get("layer", spec["name"])
+        if name not in bundled_names():
+            raise ValueError(f"{where}: no bundled layer {name!r}; bundled: {', '.join(bundled_names())}")
+    elif not Path(spec["path"]).is_file():
+        raise FileNotFoundError(f"{where}: layer file {spec['path']!r} does not exist")
 
 
 def _check_options(options) -> dict:
     if not isinstance(options, dict):
         raise ValueError(f"options must be a dict; got {options!r}")
-    unknown = set(options) - set(_OPTION_DEFAULTS)
-    if unknown:
-        raise ValueError(f"options has unknown keys {sorted(unknown)}; "
-                         f"known: {sorted(_OPTION_DEFAULTS)}")
+    _unknown_keys("options", options, sorted(_OPTION_DEFAULTS))
     out = {**_OPTION_DEFAULTS, **options}
     _v.check_damp(out["damp"])
     _v.check_beta(out["beta"])
@@ -387,14 +432,15 @@ def expand_runs(config: SweepConfig) -> list[Run]:
     """Every run of ``config``, sorted by run key (see module conventions).
 
     Layer shapes are needed to drop ranks above ``min(N, N_out)``: each layer is
-    resolved once here (cached).
+    resolved once here (cached); a layer that cannot be made is refused naming it.
+    :func:`skipped_ranks` lists what was dropped.
     """
     options = json.dumps(config.options, sort_keys=True)
     runs = []
     for li, spec in enumerate(config.layers):
         spec_json = json.dumps(spec, sort_keys=True)
         for seed in (config.seeds if _seeded(spec) else (0,)):
-            N, N_out = resolve_layer(spec, seed).W.shape
+            N, N_out = _layer_shape(spec, seed)
             for mi, method in enumerate(config.methods):
                 ranks = (0,) if method in BRANCHLESS else config.ranks
                 for bits in config.bits:
@@ -403,6 +449,26 @@ def expand_runs(config: SweepConfig) -> list[Run]:
                             runs.append(Run(spec["name"], li, spec_json, seed, method, mi,
                                             bits, r, options))
     return sorted(set(runs), key=Run.sort_key)
+
+
+def _layer_shape(spec: dict, seed: int) -> tuple[int, int]:
+    """``W.shape`` of a layer; any failure to make it names the layer."""
+    try:
+        return resolve_layer(spec, seed).W.shape
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise type(exc)(f"layer {spec['name']!r} (seed {seed}): {exc}") from None
+
+
+def skipped_ranks(config: SweepConfig) -> dict:
+    """``{layer: [ranks]}``: ranks of the configuration above ``min(N, N_out)`` of a layer,
+    which :func:`expand_runs` does not run for it."""
+    out = {}
+    for spec in config.layers:
+        for seed in (config.seeds if _seeded(spec) else (0,)):
+            big = [r for r in config.ranks if r > min(_layer_shape(spec, seed))]
+            if big:
+                out[spec["name"]] = big
+    return out
 
 
 def run_one(run: Run) -> dict:
@@ -595,8 +661,8 @@ def run_sweep(config, out, *, executor=None, progress: bool = False,
     claim_timeout = _v.check_float("claim_timeout", claim_timeout, low_open=True)
     backend = _backend(executor)
     out = Path(out)
+    runs = expand_runs(config)               # every layer made before anything is written
     chash = _claim_folder(config, out)
-    runs = expand_runs(config)
     done = _finished_keys(out)
     n_resumed = sum(r.digest in done for r in runs)
     bar = _progress(len(runs), n_resumed, config.name, progress)
@@ -615,7 +681,9 @@ def _claim_folder(config: SweepConfig, out: Path) -> str:
     chash = config_hash(config)
     path = out / "config.json"
     if path.is_file():
-        held = json.loads(path.read_text())
+        held = _read_json(path, "it records which configuration the folder holds; if this is "
+                                "the same configuration, delete the file and rerun, else use a "
+                                "new --out")
         if held.get("config_hash") != chash:
             raise ValueError(f"{out} holds a sweep of another configuration (hash "
                              f"{held.get('config_hash')}, this one {chash}); "
@@ -948,12 +1016,27 @@ def assemble(out, *, runs: list[Run] | None = None) -> tuple[pd.DataFrame, pd.Da
         runs = expand_runs(config)
     results = []
     for run in sorted(runs, key=Run.sort_key):
-        result = json.loads((out / "runs" / f"{run.digest}.json").read_text())
+        result = _read_json(out / "runs" / f"{run.digest}.json",
+                            f"it holds run {run.key!r}; delete it and rerun the same sweep "
+                            "command to recompute that run", keys=("key", "row", "trace"))
         if result["key"] != run.key:
             raise ValueError(f"{out}/runs/{run.digest}.json holds run {result['key']!r}, "
                              f"expected {run.key!r}")
         results.append(result)
     return _tables(results)
+
+
+def _read_json(path: Path, recover: str, keys=()) -> dict:
+    """A JSON object from a sweep folder, or a ValueError naming the file, what is wrong
+    and how to recover."""
+    try:
+        obj = json.loads(path.read_text())
+        missing = [k for k in keys if k not in obj]
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+        raise ValueError(f"{path} is damaged ({exc}); {recover}") from None
+    if not isinstance(obj, dict) or missing:
+        raise ValueError(f"{path} is damaged (missing {missing or 'a JSON object'}); {recover}")
+    return obj
 
 
 def _tables(results: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -1044,7 +1127,9 @@ def _exit_with_parent(parent: int, interval: float = 0.5) -> None:
 
     Otherwise a worker whose sweep was killed would block forever on its result pipe.
     """
+    import signal
     import threading
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
 
     def watch():
         while os.getppid() == parent:
@@ -1064,7 +1149,8 @@ def run_sweep_cli(config, out, *, workers: int = 1, scheduler: str | None = None
         As for :func:`run_sweep`.
     workers : int, default 1
         1 computes in this process; more uses a ``ProcessPoolExecutor``
-        (``spawn`` start method, so no state is inherited from this process).
+        (``spawn`` start method, so no state is inherited from this process;
+        workers ignore Ctrl-C, which the parent handles).
     scheduler : str, optional
         ``"local:N"``: a ``dask.distributed.LocalCluster`` of N worker processes
         (one thread each), started here and closed at the end; any other string:
@@ -1075,7 +1161,8 @@ def run_sweep_cli(config, out, *, workers: int = 1, scheduler: str | None = None
     Returns
     -------
     dict
-        ``name``, ``out``, ``config_hash``, ``runs``, ``resumed``, ``computed``
+        ``name``, ``out``, ``skipped_ranks`` (the ranks a layer was too small for,
+        :func:`skipped_ranks`), ``config_hash``, ``runs``, ``resumed``, ``computed``
         (by this call), ``by_others`` (by concurrent sweeps), and the paths of
         ``table``, ``traces``, ``sidecar``.
     """
@@ -1096,6 +1183,7 @@ def run_sweep_cli(config, out, *, workers: int = 1, scheduler: str | None = None
                                                     initargs=(os.getpid(),)) as pool:
             res = run_sweep(config, out, executor=pool, progress=progress)
     return {"name": res.config.name, "out": str(res.out),
+            "skipped_ranks": skipped_ranks(res.config),
             "config_hash": res.config_hash, "runs": res.n_runs, "resumed": res.n_resumed,
             "computed": res.n_computed,
             "by_others": res.n_runs - res.n_resumed - res.n_computed,
