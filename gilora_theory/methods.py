@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
@@ -42,7 +43,7 @@ from .datafree import alternating_fit, coordinate_fit, svd_fit
 from .gilora import _top_eigenvectors, gilora
 from .gptq import gptq
 from .grid import Grid, clipped_mask, fit_grid
-from .objective import Objective, _evaluate, resolve_lam
+from .objective import Objective, evaluate_validated, resolve_lam
 from .olrc import _olrc
 from .exact import ExactOptimum
 
@@ -112,8 +113,7 @@ def ridge_R(W, Q, H, L, lam: float) -> np.ndarray:
     """
     W = _v.as_matrix("W", W)
     Q = _v.as_matrix("Q", Q)
-    if Q.shape != W.shape:
-        raise ValueError(f"Q must have W's shape {W.shape}; got {Q.shape}")
+    _v.check_same_shape("Q", Q, "W", W)
     H = _v.check_hessian(H, W.shape[0])
     L = _v.as_matrix("L", L, allow_empty=True)
     if L.shape[0] != W.shape[0]:
@@ -189,16 +189,29 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
     if grid is None:
         grid = fit_grid(W, bits, beta=beta, bounded=not unbounded)
     with np.errstate(over="ignore", invalid="ignore"):
-        Q, L, R, clipped, trace, info = _METHOD_FUNCS[method](
+        Q, L, R, clipped, trace, info = _Made(*_METHOD_FUNCS[method](
             W, H, grid, r, lam=lam, damp=damp, rounds=rounds, damp_from=damp_from,
-            blocksize=blocksize, route=route, l_bits=l_bits if method == "gilora" else None)
+            blocksize=blocksize, route=route, l_bits=l_bits if method == "gilora" else None))
     branch, l_grid = None, info.pop("L_grid", None)    # GILoRA's grid of L (l_bits)
     if r > 0 and (l_bits is not None or r_bits is not None):
         branch, info = _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info, l_grid)
         L, R = branch.L, branch.R
     _v.check_finite_output(f"method {method!r}", "Rescale W or H.", Q=Q, L=L, R=R)
-    obj = _evaluate(W, Q, L, R, None, H, lam)
+    obj = evaluate_validated(W, Q, L, R, None, H, lam)
     return Compression(method, Q, L, R, grid, lam, obj, clipped, trace, info, branch)
+
+
+class _Made(NamedTuple):
+    """What a method function of :data:`_METHOD_FUNCS` returns (a plain 6-tuple in this
+    order is accepted too): the reconstruction ``Q + L R``, the clipped count, the
+    refinement trace (or None) and the ``info`` extras of :class:`Compression`."""
+
+    Q: np.ndarray
+    L: np.ndarray
+    R: np.ndarray
+    clipped: int
+    trace: np.ndarray | None
+    info: dict
 
 
 def _empty(W):
@@ -207,12 +220,12 @@ def _empty(W):
 
 def _rtn(W, H, grid, r, **kw):
     Q = grid.quantize(W, np.arange(W.shape[0]))
-    return Q, *_empty(W), int(np.count_nonzero(clipped_mask(grid, W, Q))), None, {}
+    return _Made(Q, *_empty(W), int(np.count_nonzero(clipped_mask(grid, W, Q))), None, {})
 
 
 def _gptq(W, H, grid, r, *, damp, blocksize, route, **kw):
     res = gptq(W, H, grid, damp=damp, blocksize=blocksize, route=route)
-    return res.Q, *_empty(W), res.n_clipped, None, {"pass_lam": res.lam}
+    return _Made(res.Q, *_empty(W), res.n_clipped, None, {"pass_lam": res.lam})
 
 
 def _gilora(W, H, grid, r, *, damp, damp_from, blocksize, route, l_bits=None, **kw):
@@ -221,7 +234,7 @@ def _gilora(W, H, grid, r, *, damp, damp_from, blocksize, route, l_bits=None, **
     info = {"pass_lam": res.lam}
     if res.L_grid is not None:
         info["L_grid"] = res.L_grid        # compress takes it out (not a report value)
-    return res.Q, res.L, res.R, res.n_clipped, None, info
+    return _Made(res.Q, res.L, res.R, res.n_clipped, None, info)
 
 
 def _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info, l_grid):
@@ -248,9 +261,9 @@ def _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info, l_grid):
 def _then(first, fit):
     """``first``'s ``Q``, then the branch ``fit(W, Q, H, r, lam) -> (L, R)`` for it."""
     def run(W, H, grid, r, *, lam, **kw):
-        Q, _, _, clipped, _, info = first(W, H, grid, r, lam=lam, **kw)
-        L, R = fit(W, Q, H, r, lam)
-        return Q, L, R, clipped, None, info
+        made = _Made(*first(W, H, grid, r, lam=lam, **kw))
+        L, R = fit(W, made.Q, H, r, lam)
+        return made._replace(L=L, R=R)
     return run
 
 
@@ -264,15 +277,15 @@ def _svd_fit(W, Q, H, r, lam):
 
 
 def _gptq_ls(W, H, grid, r, *, lam, **kw):
-    Q, _, _, clipped, _, info = _gptq(W, H, grid, r, **kw)
+    made = _gptq(W, H, grid, r, **kw)
     L = _top_eigenvectors(H, r)
-    return Q, L, _ridge_R(W, Q, H, L, lam), clipped, None, info
+    return made._replace(L=L, R=_ridge_R(W, made.Q, H, L, lam))
 
 
 def _refine(W, H, grid, r, *, lam, rounds, **kw):
-    Q, L, R, clipped, _, info = _gilora(W, H, grid, r, **kw)
-    res = refine(W, H, grid, Q, r, L0=L, R0=R, rounds=rounds, lam=lam)
-    return res.Q, res.L, res.R, clipped, res.trace, info
+    made = _gilora(W, H, grid, r, **kw)
+    res = refine(W, H, grid, made.Q, r, L0=made.L, R0=made.R, rounds=rounds, lam=lam)
+    return made._replace(Q=res.Q, L=res.L, R=res.R, trace=res.trace)
 
 
 _METHOD_FUNCS = {

@@ -19,6 +19,7 @@ import scipy.linalg
 from . import _validation as _v
 
 __all__ = ["hessian", "damping", "residual", "layer_error", "Objective", "evaluate",
+           "evaluate_validated",
            "HessianSpectrum", "hessian_spectrum", "resolve_lam"]
 
 
@@ -119,8 +120,7 @@ def layer_error(W, Q, L=None, R=None, *, X=None, H=None, lam: float = 0.0) -> fl
 def _check_factors(W, Q, L, R, X, H):
     W = _v.as_matrix("W", W)
     Q = _v.as_matrix("Q", Q)
-    if Q.shape != W.shape:
-        raise ValueError(f"Q must have W's shape {W.shape}; got {Q.shape}")
+    _v.check_same_shape("Q", Q, "W", W)
     if (L is None) != (R is None):
         raise ValueError("L and R must be given together (or both omitted)")
     if L is not None:
@@ -168,10 +168,16 @@ def evaluate(W, Q, L=None, R=None, *, X=None, H=None, lam: float = 0.0) -> Objec
     """
     W, Q, L, R, X, H = _check_factors(W, Q, L, R, X, H)
     lam = _v.check_float("lam", lam)
-    return _evaluate(W, Q, L, R, X if X is not None else None, H, lam)
+    return evaluate_validated(W, Q, L, R, X, H, lam)
 
 
-def _evaluate(W, Q, L, R, X, H, lam) -> Objective:
+def evaluate_validated(W, Q, L, R, X, H, lam: float) -> Objective:
+    """:func:`evaluate` for inputs a caller has already validated (no checks repeated).
+
+    For library code that validated ``W``, ``Q`` (same shape), ``L``, ``R``
+    (``(N, r)``, ``(r, N_out)`` or both None), exactly one of ``X`` / ``H`` and
+    ``lam >= 0`` once at its own public boundary (positional, in this order).
+    """
     with np.errstate(over="ignore", invalid="ignore"):
         D = residual(W, Q, L, R)
         if X is not None:

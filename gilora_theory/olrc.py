@@ -96,19 +96,15 @@ def _gram_route(shape: tuple[int, int], r: int, lam: float, *,
 def _olrc(D: np.ndarray, spec: HessianSpectrum | None, r: int, lam: float, *,
           svd: str = "full", GD: np.ndarray | None = None, K: np.ndarray | None = None,
           start: np.ndarray | None = None, H: np.ndarray | None = None):
-    """Kernel: optimal rank-r ``L, R`` for the residual ``D = W - Q``; ``(L, R, value, a)``.
+    """Kernel: optimal rank-r ``L, R`` for ``D = W - Q``; ``(L, R, value, a)``. Picks a route.
 
-    ``svd="full"``: LAPACK's SVD of ``B``; ``a`` holds every singular value.
-    ``svd="partial"`` (where :func:`_partial_applies`): the top-r pairs only
-    (``a = a_1..a_r``) from the Gram matrix of ``B`` by
-    :func:`gilora_theory._krylov.top_eigenpairs_explicit`, through
-    :func:`_olrc_gram` (no ``B``) where :func:`_gram_route` holds and
-    ``GD = H_lam D`` is given (the refinement loop carries it, and
-    ``K = D^T H_lam D`` if known: a given ``K`` means the caller checked
-    :func:`_gram_route`) or ``spec`` is None (then ``GD`` is computed from
-    ``H``); otherwise :func:`_top_singular` decomposes ``B``. The value is then
-    the explicit residual. ``spec`` None: computed from ``H`` when needed.
-    ``start`` seeds the eigensolver (e.g. the previous ``R^T``).
+    - :func:`_olrc_gram` when ``K = D^T H_lam D`` is given (the caller checked
+      :func:`_gram_route`), or ``svd="partial"``, :func:`_gram_route` holds and
+      ``GD = H_lam D`` is given or ``spec`` is None (then ``GD`` comes from ``H``);
+    - else :func:`_olrc_partial` for ``svd="partial"`` where :func:`_partial_applies`;
+    - else :func:`_olrc_full` (``spec`` computed from ``H`` when None).
+
+    ``start`` seeds the eigensolver of the partial routes (e.g. the previous ``R^T``).
     """
     if K is not None:
         return _olrc_gram(D, GD, K, r, start)
@@ -119,24 +115,50 @@ def _olrc(D: np.ndarray, spec: HessianSpectrum | None, r: int, lam: float, *,
             GD += lam * D
         return _olrc_gram(D, GD, D.T @ GD, r, start)
     spec = hessian_spectrum(H) if spec is None else spec
+    if svd == "partial" and _partial_applies(D.shape, r):
+        out = _olrc_partial(D, spec, r, lam, start)
+        if out is not None:
+            return out
+    return _olrc_full(D, spec, r, lam)
+
+
+def _scaled_residual(D: np.ndarray, spec: HessianSpectrum, lam: float):
+    """``B = diag(sqrt(e + lam)) V^T D`` and ``diag(e + lam)^{-1/2}`` on the range (0 off it)."""
     e = spec.eigvals + lam
     keep = e > range_tolerance(e)
-    partial = svd == "partial" and _partial_applies(D.shape, r)
     root = np.where(keep, np.sqrt(np.where(keep, e, 1.0)), 0.0)
     inv_root = np.where(keep, 1.0 / np.where(keep, root, 1.0), 0.0)
-    V = spec.eigvecs
-    B = root[:, None] * (V.T @ D)
-    top = _top_singular(B, r, start) if partial else None
-    if top is not None:
-        Ua, a, Vt = top                          # Ua = U_r diag(a_r) = B V_r
-        value = float(np.sum((B - Ua @ Vt) ** 2))
-    else:
-        Ub, a, Vt = scipy.linalg.svd(B, full_matrices=False, check_finite=False,
-                                     lapack_driver="gesdd")
-        Ua, Vt, value = Ub[:, :r] * a[:r], Vt[:r], float(np.sum(a[r:] ** 2))
+    return root[:, None] * (spec.eigvecs.T @ D), inv_root
+
+
+def _olrc_full(D: np.ndarray, spec: HessianSpectrum, r: int, lam: float):
+    """Alg. 2 of [1] as written: ``A = H_lam^{1/2} D`` (through ``B``), its full SVD, ``T_r``.
+
+    ``L = H_lam^{-1/2} U_r diag(a_1..a_r)``, ``R = V_r^T``, value ``sum_{i>r} a_i^2``;
+    ``a`` holds every singular value.
+    """
+    B, inv_root = _scaled_residual(D, spec, lam)
+    Ub, a, Vt = scipy.linalg.svd(B, full_matrices=False, check_finite=False,
+                                 lapack_driver="gesdd")
+    return _factors(spec, inv_root, Ub[:, :r] * a[:r], Vt[:r]) + (float(np.sum(a[r:] ** 2)), a)
+
+
+def _olrc_partial(D: np.ndarray, spec: HessianSpectrum, r: int, lam: float,
+                  start: np.ndarray | None):
+    """Alg. 2 from the top-r singular triplets of ``B`` only (:func:`_top_singular`); value
+    the explicit residual ``||B - B V_r V_r^T||_F^2``; ``a = a_1..a_r``. None if not certified."""
+    B, inv_root = _scaled_residual(D, spec, lam)
+    top = _top_singular(B, r, start)
+    if top is None:
+        return None
+    Ua, a, Vt = top                          # Ua = U_r diag(a_r) = B V_r
+    return _factors(spec, inv_root, Ua, Vt) + (float(np.sum((B - Ua @ Vt) ** 2)), a)
+
+
+def _factors(spec: HessianSpectrum, inv_root: np.ndarray, Ua: np.ndarray, Vt: np.ndarray):
+    """``(L, R) = (V diag(inv_root) Ua, Vt)`` with the sign convention of :func:`_signs`."""
     sign = _signs(Vt)
-    L = V @ (inv_root[:, None] * (Ua * sign))
-    return L, Vt * sign[:, None], value, a
+    return spec.eigvecs @ (inv_root[:, None] * (Ua * sign)), Vt * sign[:, None]
 
 
 def _signs(Vt: np.ndarray) -> np.ndarray:
@@ -231,8 +253,7 @@ def olrc(W, Q, H, rank: int, *, damp: float = 0.01, lam: float | None = None,
     """
     W = _v.as_matrix("W", W)
     Q = _v.as_matrix("Q", Q)
-    if Q.shape != W.shape:
-        raise ValueError(f"Q must have W's shape {W.shape}; got {Q.shape}")
+    _v.check_same_shape("Q", Q, "W", W)
     H = _v.check_hessian(H, W.shape[0])
     r = _v.check_rank(rank, *W.shape)
     if svd not in SVD_ROUTES:
