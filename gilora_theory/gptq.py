@@ -441,12 +441,17 @@ def _run_keeping_factors(W_aug, H_aug, grid, n_quant, *, lam, route, blocksize, 
 def _check_common(W, H, grid, blocksize, route, damp_policy):
     W = _v.as_matrix("W", W)
     H = _v.check_hessian(H, W.shape[0])
+    _check_options(W, grid, blocksize, route, damp_policy)
+    return W, H
+
+
+def _check_options(W, grid, blocksize, route, damp_policy) -> None:
+    """The pass's options, for callers that validated ``W`` and ``H`` themselves."""
     check_grid(grid, W)
     _v.check_int("blocksize", blocksize, low=1)
     if route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
     if damp_policy not in ("raise", "increase"):
         raise ValueError(f"damp_policy must be 'raise' or 'increase'; got {damp_policy!r}")
-    return W, H
 
 

@@ -32,7 +32,7 @@ from . import _validation as _v
 from ._krylov import top_eigenpairs_explicit
 from .objective import HessianSpectrum, _lam_is_safe, hessian_spectrum, resolve_lam
 
-__all__ = ["OLrCResult", "olrc", "range_tolerance", "SVD_ROUTES"]
+__all__ = ["OLrCResult", "olrc", "range_tolerance", "SVD_ROUTES", "PsiCertificate"]
 
 
 @dataclass(frozen=True)
@@ -265,3 +265,156 @@ def olrc(W, Q, H, rank: int, *, damp: float = 0.01, lam: float | None = None,
         L, R, value, a = _olrc(W - Q, spectrum, r, lam, svd=svd, H=H)
     _v.check_finite_output("OLrC", "Rescale W and Q, or H.", L=L, R=R, value=value)
     return OLrCResult(L, R, value, a, lam)
+
+
+# ---------------------------------------------------------------------------------------
+# OLrC after a GPTQ pass: no new factorisation (issue 15)
+# ---------------------------------------------------------------------------------------
+
+def _olrc_psi(Psi: np.ndarray, E: np.ndarray, r: int):
+    """Alg. 2 of [1] in GPTQ's coordinates: ``(L_p, R, value, a, slack, EV)`` (processing order).
+
+    After a pass on ``H_lam``, ``W - Q = Psi E`` (Alg. 1) with ``Psi Psi^T = H_lam^{-1}``,
+    so ``G = H_lam^{1/2} Psi`` is orthogonal and ``tr((D - Psi N)^T H_lam (D - Psi N))
+    = ||E - N||_F^2``: the optimal branch is ``M* = Psi T_r(E)`` (Eckart-Young for
+    ``E``), ``L_p = Psi E V_r``, ``R = V_r^T``, value ``||E - E V_r V_r^T||_F^2``
+    (the tail ``sum_{i>r} a_i(E)^2``). ``E``'s top-r triplets come from
+    :func:`_top_singular` where :func:`_partial_applies` (else a full SVD).
+    ``EV = E V_r`` (signs as ``R``); ``slack`` (:func:`_tail_slack`) bounds how far
+    ``value`` may exceed the exact tail.
+    """
+    n = E.shape[0]
+    top = _top_singular(E, r) if _partial_applies(E.shape, r) else None
+    if top is not None:
+        EV, a, Vt = top
+    else:
+        U, a, Vt = scipy.linalg.svd(E, full_matrices=False, check_finite=False,
+                                    lapack_driver="gesdd")
+        EV, Vt = U[:, :r] * a[:r], Vt[:r]
+    sign = _signs(Vt)
+    EV, Vt = EV * sign, Vt * sign[:, None]
+    value = _tail_energy(E, EV, Vt)
+    L_p = Psi @ EV if r else np.zeros((n, 0))
+    return L_p, Vt, value, a, _tail_slack(E, EV, value, float(a[0]) if a.size else 0.0), EV
+
+
+def _tail_energy(E: np.ndarray, EV: np.ndarray, Vt: np.ndarray) -> float:
+    """``||E - (E V) V^T||_F^2``: row sums (dot products), then NumPy's pairwise sum."""
+    rows = np.empty(E.shape[0])
+    for i in range(0, E.shape[0], _ROWS):
+        B = E[i:i + _ROWS] - EV[i:i + _ROWS] @ Vt
+        rows[i:i + _ROWS] = np.einsum("ij,ij->i", B, B)
+    return float(np.sum(rows))
+
+
+def _tail_slack(E: np.ndarray, EV: np.ndarray, value: float, a_1: float) -> float:
+    """Bound on ``value - t_r(E)^2`` (``value`` never falls below it, by Ky Fan, to rounding).
+
+    Three rounding terms, with ``u = eps``: the summation (``N_out`` terms per row,
+    then a pairwise sum over ``N`` rows: ``(N_out + log2 N + 2) u value``); the
+    entries of ``E - EV V^T`` (``(r + 1) u (|E| + |EV| |V^T|)``, bounded through
+    ``||E||_F + sqrt(r) ||EV||_F``, doubled for the square); and the Ritz values'
+    residual acceptance ``r n u a_1^2`` (:func:`gilora_theory._krylov.top_eigenpairs_explicit`,
+    ``n`` the Gram order), assuming, as that solver does, that they are the top ``r``.
+    """
+    u = np.finfo(np.float64).eps
+    N, N_out = E.shape
+    r = EV.shape[1]
+    size = float(np.sqrt(np.einsum("ij,ij->", E, E))) + np.sqrt(r) * float(np.linalg.norm(EV))
+    return ((N_out + np.log2(max(N, 2)) + 2) * u * value
+            + 2 * (r + 1) * u * size * np.sqrt(value) + r * min(N, N_out) * u * a_1 ** 2)
+
+
+@dataclass(frozen=True)
+class PsiCertificate:
+    """A posteriori bounds on an optimum read off GPTQ's ``E`` (:func:`_psi_certificate`).
+
+    With ``G = H_lam^{1/2} Psi`` (``Psi`` of the pass, processing order),
+    ``Phi = G^T G - I = Psi^T H_lam Psi - I``, its polar form ``G = U (I + Phi)^{1/2}``
+    (``U`` orthogonal), ``f(x) = sqrt(1 + x) - 1`` and ``Delta = (W - Q)_p - Psi E``
+    (the pass's rounding): ``H_lam^{1/2} (W - Q)_p = U (E + f(Phi) E) + H_lam^{1/2} Delta``.
+    Since ``t_r(A) = min_{rank M <= r} ||A - M||_F`` is unitarily invariant and
+    1-Lipschitz in the Frobenius norm, the optimum ``v*`` of Alg. 2 and the value
+    ``F`` of the branch ``M = Psi T_r(E)`` satisfy::
+
+        sqrt(v*) >= sqrt(value - slack) - ||f(Phi) E||_F - delta
+        sqrt(F)  <= sqrt(value) + ||f(Phi) (E - T_r(E))||_F + delta
+
+    and ``||f(Phi) Y||_F <= ||Phi Y||_F / 2 + ||Phi||_F^2 ||Y||_F / 4`` when
+    ``||Phi||_F <= 1/2`` (``|f(x) - x / 2| <= x^2 / 4`` on ``|x| <= 1/2``). Each norm is
+    bounded by Gaussian probes (:func:`_psi_certificate`); only ``Phi``'s action on
+    ``E`` enters to first order, which is why the bound is tight (``Phi`` acts on
+    rounding noise; ``||Phi||_F`` itself only enters squared).
+
+    Attributes
+    ----------
+    value : float
+        ``||E - T_r(E)||_F^2`` as computed.
+    lower, upper : float
+        The bounds above, squared: ``lower <= v* <= F <= upper``.
+    phi : float
+        Bound on ``||Phi||_F``.
+    delta : float
+        Bound on ``||H_lam^{1/2} Delta||_F``.
+    failure_probability : float
+        Probability that one of the four probe bounds fails (union bound).
+    """
+
+    value: float
+    lower: float
+    upper: float
+    phi: float
+    delta: float
+    failure_probability: float
+
+    @property
+    def relative_width(self) -> float:
+        """``(upper - lower) / upper`` (0 when ``upper`` is 0): the certified relative accuracy."""
+        return 0.0 if self.upper == 0 else (self.upper - self.lower) / self.upper
+
+
+def _psi_certificate(W: np.ndarray, Q: np.ndarray, H: np.ndarray, lam: float, Psi: np.ndarray,
+                     E: np.ndarray, perm: np.ndarray, value: float, slack: float,
+                     EV: np.ndarray | None = None, Vt: np.ndarray | None = None, *,
+                     probes: int = 32, beta: float = 10.0, rng=0) -> PsiCertificate:
+    """Certify ``value`` (:class:`PsiCertificate`) by Gaussian probes, ``O((N^2 + N N_out) k)`` flops.
+
+    For a matrix ``Y`` and ``k`` standard Gaussian probes ``z_i``,
+    ``P(sum_i ||Y z_i||^2 <= k t ||Y||_F^2) <= (t e^{1 - t})^{k / 2}`` (Chernoff bound of
+    a weighted chi-square; the worst case puts all weight on one singular value), so
+    ``sqrt(beta mean_i ||Y z_i||^2)`` bounds ``||Y||_F`` except with that probability
+    (``t = 1 / beta``; 32 probes, ``beta = 10``: about ``1.5e-10`` per bound). ``EV``,
+    ``Vt`` give ``T_r(E) = EV Vt`` (None for ``r = 0``); ``perm`` is the pass's
+    processing order (``(W - Q)_p = (W - Q)[perm]``).
+    """
+    rng = np.random.default_rng(rng)
+    k = probes
+
+    def H_lam_p(Y):                                   # H_lam in processing order
+        Yf = np.empty_like(Y)
+        Yf[perm] = Y
+        return (H @ Yf)[perm] + lam * Y
+
+    def Phi(Y):
+        return Psi.T @ H_lam_p(Psi @ Y) - Y
+
+    def bound(sq_sum):
+        return float(np.sqrt(max(beta * sq_sum / k, 0.0)))
+
+    Z = rng.standard_normal((E.shape[1], k))
+    EZ = E @ Z
+    TZ = EZ if EV is None else EZ - EV @ (Vt @ Z)               # (E - T_r(E)) z
+    phi = bound(np.sum(Phi(rng.standard_normal((E.shape[0], k))) ** 2))
+    phi_E, phi_T = bound(np.sum(Phi(EZ) ** 2)), bound(np.sum(Phi(TZ) ** 2))
+    Delta_Z = (W @ Z - Q @ Z)[perm] - Psi @ EZ
+    delta = bound(np.sum(Delta_Z * H_lam_p(Delta_Z)))
+    t = 1.0 / beta
+    fail = 4.0 * (t * np.exp(1.0 - t)) ** (k / 2)
+    if phi > 0.5:
+        return PsiCertificate(value, 0.0, np.inf, phi, delta, float(fail))
+    norm_E = float(np.sqrt(np.einsum("ij,ij->", E, E)))
+    f_E = phi_E / 2 + phi * phi * norm_E / 4
+    f_T = phi_T / 2 + phi * phi * np.sqrt(value) / 4
+    lo = max(np.sqrt(max(value - slack, 0.0)) - f_E - delta, 0.0)
+    hi = np.sqrt(value) + f_T + delta
+    return PsiCertificate(value, float(lo * lo), float(hi * hi), phi, delta, float(fail))
