@@ -15,6 +15,11 @@ Using the cached ``H = V diag(e) V^T``: ``A = V B`` with
 ``B = diag(sqrt(e + lam)) V^T (W - Q)``, so ``A`` and ``B`` share singular values
 and ``U_A = V U_B``; only ``B`` is decomposed.
 
+After a GPTQ pass on the same ``H_lam`` no factorisation is needed at all: the
+pass's ``Psi`` (``Psi Psi^T = H_lam^{-1}``) and scaled errors ``E = Psi^{-1} (W - Q)``
+give ``M* = Psi T_r(E)`` (:func:`_olrc_psi`), certified a posteriori by
+:class:`PsiCertificate` (``compress(..., "gptq+olrc")`` uses it).
+
 References
 ----------
 [1] S. Zhang, R. Saab, "GPTQ-intrinsic LoRA", arXiv:2606.01412 (2026).
