@@ -54,11 +54,23 @@ def refine_loop(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: in
     trace entry ``F(Q, L R) = tr(D^T H_lam D)`` by a direct product. :func:`refine`
     (same arguments) runs the same steps with carried gradients and Gram matrices;
     the tests compare the two (same ``Q``, traces equal to rounding).
+
+    Parameters
+    ----------
+    W, H, grid, Q0, rank, L0, R0, rounds, damp, lam, sweeps
+        As in :func:`refine`.
+
+    Returns
+    -------
+    RefineResult
     """
     W, Q, H, r, rounds, lam = _check_refine(W, H, grid, Q0, rank, rounds, damp, lam)
     G = H + lam * np.eye(H.shape[0])                               # H_lam
     spec = hessian_spectrum(H)
-    F = lambda Q, L, R: _trace_quad(G, W - Q - L @ R)              # noqa: E731
+
+    def F(Q, L, R):                                                # F(Q, L R) of [1]
+        return _trace_quad(G, W - Q - L @ R)
+
     L, R = (L0, R0) if L0 is not None and R0 is not None else _zero_branch(W)
     trace, steps = [F(Q, L, R)], ["start"]
     for _ in range(rounds):
@@ -71,6 +83,7 @@ def refine_loop(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: in
     L, R = _olrc_full(W - Q, spec, r, lam)[:2]
     trace.append(F(Q, L, R))
     steps.append("olrc")
+    _v.check_finite_output("the refinement loop", "Rescale W, or H.", Q=Q, L=L, R=R, trace=trace)
     return RefineResult(Q, L, R, np.array(trace), tuple(steps), lam)
 
 

@@ -106,6 +106,8 @@ def _olrc(D: np.ndarray, spec: HessianSpectrum | None, r: int, lam: float, *,
     - :func:`_olrc_gram` when ``K = D^T H_lam D`` is given (the caller checked
       :func:`_gram_route`), or ``svd="partial"``, :func:`_gram_route` holds and
       ``GD = H_lam D`` is given or ``spec`` is None (then ``GD`` comes from ``H``);
+      with neither ``GD`` nor ``spec`` given, :func:`_olrc_cholesky` first (no product
+      with ``H``; certified, else the Gram route);
     - else :func:`_olrc_partial` for ``svd="partial"`` where :func:`_partial_applies`;
     - else :func:`_olrc_full` (``spec`` computed from ``H`` when None).
 
@@ -115,6 +117,10 @@ def _olrc(D: np.ndarray, spec: HessianSpectrum | None, r: int, lam: float, *,
         return _olrc_gram(D, GD, K, r, start)
     if svd == "partial" and (GD is not None or spec is None) and _gram_route(
             D.shape, r, lam, spec=spec, H=H):
+        if GD is None and spec is None:
+            out = _olrc_cholesky(D, H, r, lam)
+            if out is not None:
+                return out
         if GD is None:
             GD = H @ D
             GD += lam * D
@@ -299,7 +305,7 @@ def _olrc_psi(Psi: np.ndarray, E: np.ndarray, r: int):
     sign = _signs(Vt)
     EV, Vt = EV * sign, Vt * sign[:, None]
     value = _tail_energy(E, EV, Vt)
-    L_p = Psi @ EV if r else np.zeros((n, 0))
+    L_p = _apply(Psi, EV) if r else np.zeros((n, 0))
     return L_p, Vt, value, a, _tail_slack(E, EV, value, float(a[0]) if a.size else 0.0), EV
 
 
@@ -388,7 +394,8 @@ def _psi_certificate(W: np.ndarray, Q: np.ndarray, H: np.ndarray, lam: float, Ps
     ``P(sum_i ||Y z_i||^2 <= k t ||Y||_F^2) <= (t e^{1 - t})^{k / 2}`` (Chernoff bound of
     a weighted chi-square; the worst case puts all weight on one singular value), so
     ``sqrt(beta mean_i ||Y z_i||^2)`` bounds ``||Y||_F`` except with that probability
-    (``t = 1 / beta``; 32 probes, ``beta = 10``: about ``1.5e-10`` per bound). ``EV``,
+    (``t = 1 / beta``; 32 probes, ``beta = 10``: about ``1.5e-10`` per bound). ``Q`` None:
+    ``W`` is the residual ``D = W - Q`` itself. ``Psi`` is dense or a :class:`CholeskyPsi`. ``EV``,
     ``Vt`` give ``T_r(E) = EV Vt`` (None for ``r = 0``); ``perm`` is the pass's
     processing order (``(W - Q)_p = (W - Q)[perm]``).
     """
@@ -401,7 +408,7 @@ def _psi_certificate(W: np.ndarray, Q: np.ndarray, H: np.ndarray, lam: float, Ps
         return (H @ Yf)[perm] + lam * Y
 
     def Phi(Y):
-        return Psi.T @ H_lam_p(Psi @ Y) - Y
+        return _apply(Psi, H_lam_p(_apply(Psi, Y)), transpose=True) - Y
 
     def bound(sq_sum):
         return float(np.sqrt(max(beta * sq_sum / k, 0.0)))
@@ -411,7 +418,8 @@ def _psi_certificate(W: np.ndarray, Q: np.ndarray, H: np.ndarray, lam: float, Ps
     TZ = EZ if EV is None else EZ - EV @ (Vt @ Z)               # (E - T_r(E)) z
     phi = bound(np.sum(Phi(rng.standard_normal((E.shape[0], k))) ** 2))
     phi_E, phi_T = bound(np.sum(Phi(EZ) ** 2)), bound(np.sum(Phi(TZ) ** 2))
-    Delta_Z = (W @ Z - Q @ Z)[perm] - Psi @ EZ
+    DZ = W @ Z if Q is None else W @ Z - Q @ Z                  # (W - Q) z, or D z
+    Delta_Z = DZ[perm] - _apply(Psi, EZ)
     delta = bound(np.sum(Delta_Z * H_lam_p(Delta_Z)))
     t = 1.0 / beta
     fail = 4.0 * (t * np.exp(1.0 - t)) ** (k / 2)
@@ -423,3 +431,45 @@ def _psi_certificate(W: np.ndarray, Q: np.ndarray, H: np.ndarray, lam: float, Ps
     lo = max(np.sqrt(max(value - slack, 0.0)) - f_E - delta, 0.0)
     hi = np.sqrt(value) + f_T + delta
     return PsiCertificate(value, float(lo * lo), float(hi * hi), phi, delta, float(fail))
+
+
+class CholeskyPsi:
+    """``Psi = C^{-T}`` from the Cholesky factor ``C`` of ``H_lam`` (``H_lam = C C^T``).
+
+    Upper triangular, with ``Psi Psi^T = (C C^T)^{-1} = H_lam^{-1}``: any such ``Psi``
+    serves :func:`_olrc_psi` and :func:`_psi_certificate`; here ``E = Psi^{-1} D = C^T D``.
+    Products with ``Psi`` are triangular solves (never formed).
+    """
+
+    def __init__(self, C: np.ndarray):
+        self.C = C
+
+
+def _apply(Psi, Y: np.ndarray, *, transpose: bool = False) -> np.ndarray:
+    """``Psi Y`` (``Psi^T Y`` with ``transpose``) for a dense ``Psi`` or a :class:`CholeskyPsi`."""
+    if isinstance(Psi, CholeskyPsi):       # Psi = C^{-T}, Psi^T = C^{-1}
+        return scipy.linalg.solve_triangular(Psi.C, Y, lower=True, trans=0 if transpose else 1,
+                                             check_finite=False)
+    return Psi.T @ Y if transpose else Psi @ Y
+
+
+def _olrc_cholesky(D: np.ndarray, H: np.ndarray, r: int, lam: float, tol: float = 1e-10):
+    """OLrC given ``Q`` in ``(7/3) N^3`` flops (``N = N_out``), certified; None if not certified.
+
+    ``H_lam = C C^T`` (Cholesky), ``E = C^T D`` (``D = W - Q``), ``Psi = C^{-T}``
+    (:class:`CholeskyPsi`): the branch is ``Psi T_r(E)`` (:func:`_olrc_psi`), kept when
+    :func:`_psi_certificate` bounds its relative width by ``tol``.
+    Returns ``(L, R, value, a)`` like :func:`_olrc`.
+    """
+    try:
+        C = scipy.linalg.cholesky(H + lam * np.eye(H.shape[0]), lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    E = scipy.linalg.blas.dtrmm(1.0, C, D, lower=1, trans_a=1)          # C^T D
+    Psi = CholeskyPsi(C)
+    L, R, value, a, slack, EV = _olrc_psi(Psi, E, r)
+    cert = _psi_certificate(D, None, H, lam, Psi, E, np.arange(D.shape[0]), value, slack,
+                            EV if r else None, R if r else None)
+    if not cert.relative_width <= tol:
+        return None
+    return L, R, value, a

@@ -330,3 +330,29 @@ def test_objective_from_the_loss_identity_and_its_fallback():
     assert loose == direct
     wrong = objective_from_damped(W, Q, None, None, H, lam, 2 * direct.damped_error, 0.0)
     assert wrong.error > 1.5 * direct.error          # negative: the identity trusts its input
+
+
+def test_olrc_given_q_takes_the_certified_cholesky_route(layer512, monkeypatch):
+    """OLrC given Q, no spectrum (issue 15, target 3): Psi = C^{-T}, E = C^T D; and its fallback."""
+    olrc_module = sys.modules["gilora_theory.olrc"]
+    layer, Q, G = layer512
+    r = 8
+    full = olrc(layer.W, Q, layer.H, r, lam=layer.lam, spectrum=layer.spec, svd="full")
+    used = []
+    real = olrc_module._olrc_cholesky
+    monkeypatch.setattr(olrc_module, "_olrc_cholesky", lambda *a: used.append(1) or real(*a))
+    part = olrc(layer.W, Q, layer.H, r, lam=layer.lam, svd="partial")
+    assert used and part.singular_values.shape == (r,)
+    assert abs(part.value - full.value) <= 64 * 512 * EPS * full.value
+    D = layer.W - Q - part.L @ part.R
+    assert abs(float(np.sum(D * (G @ D))) - full.value) <= 64 * 512 * EPS * full.value
+    a = full.singular_values
+    gap = (a[r - 1] ** 2 - a[r] ** 2) / a[0] ** 2
+    M = full.L @ full.R
+    assert np.max(np.abs(part.L @ part.R - M)) <= 64 * 512 * EPS / gap * np.abs(M).max()
+    # negative: an uncertified answer is refused and the Gram route answers instead
+    monkeypatch.setattr(olrc_module, "_psi_certificate", lambda *a, **k: olrc_module.PsiCertificate(
+        0.0, 0.0, np.inf, 1.0, 1.0, 0.0))
+    assert real(layer.W - Q, layer.H, r, layer.lam) is None
+    other = olrc(layer.W, Q, layer.H, r, lam=layer.lam, svd="partial")
+    assert abs(other.value - full.value) <= 64 * 512 * EPS * full.value
