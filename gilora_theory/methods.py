@@ -236,8 +236,8 @@ def _gptq(W, H, grid, r, *, lam, blocksize, route, **kw):
     """:func:`gilora_theory.gptq.gptq` (same pass and ``Q``) on the validated layer; its
     ``E_lam = ||E||_F^2`` (loss identity) certified by :func:`gilora_theory.olrc._psi_certificate`."""
     made, factors = _gptq_with_factors(W, H, grid, lam, blocksize, route)
-    if factors is None:           # a dead channel: the pass's E_lam is of another problem
-        return made
+    if factors is None or not _psi_route_applies(W.shape, 0):
+        return made               # a dead channel (E_lam of another problem), or a small layer
     Psi, E, perm = factors
     _L, _R, value, _a, slack, _EV = _olrc_psi(Psi, E, 0)      # r = 0: value ||E||_F^2
     cert = _psi_certificate(W, made.Q, H, lam, Psi, E, perm, value, slack)
@@ -258,6 +258,13 @@ def _gptq_with_factors(W, H, grid, lam, blocksize, route):
     return made, (Psi, E, run.perm)
 
 
+def _psi_route_applies(shape: tuple[int, int], r: int) -> bool:
+    """Large layers only (``min(N, N_out) >= 512``, ``64 r <= min``): there the identity saves
+    products; a small layer keeps the reference routes (the same bits as the routines)."""
+    n = min(shape)
+    return n >= 512 and 64 * r <= n
+
+
 PSI_ROUTE_TOL = 1e-10
 """Largest certified relative width (:class:`gilora_theory.olrc.PsiCertificate`) for which
 ``gptq+olrc`` keeps the branch read off GPTQ's ``E``; above it the reference OLrC runs."""
@@ -268,7 +275,7 @@ def _gptq_olrc(W, H, grid, r, *, lam, blocksize, route, **kw):
     coordinates, :func:`gilora_theory.olrc._olrc_psi`), kept when certified to
     :data:`PSI_ROUTE_TOL`; else (or with a dead channel) the reference OLrC of ``W - Q``."""
     made, factors = _gptq_with_factors(W, H, grid, lam, blocksize, route)
-    if factors is not None:
+    if factors is not None and _psi_route_applies(W.shape, r):
         Psi, E, perm = factors
         L_p, R, value, _a, slack, EV = _olrc_psi(Psi, E, r)
         cert = _psi_certificate(W, made.Q, H, lam, Psi, E, perm, value, slack, EV, R)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from gilora_theory import bidup, fit_grid, gptq, hessian_spectrum, olrc, refine
+from gilora_theory import bidup, evaluate, fit_grid, gptq, hessian_spectrum, olrc, refine
 from gilora_theory._krylov import top_eigenpairs_explicit
 from gilora_theory.bidup import _bid_up, _moves_matrix, _round, _times
 from gilora_theory.olrc import _gram_route, _olrc
@@ -228,7 +228,7 @@ def test_compress_then_olrc_reaches_the_optimum_on_a_large_layer(layer512):
     from gilora_theory import compress
     layer, Q, _ = layer512
     res = compress(layer.W, layer.H, "gptq+olrc", 3, 8, grid=layer.grid)
-    assert np.array_equal(res.Q, Q)
+    assert np.array_equal(res.Q, Q) and res.info["olrc_route"] == "psi"
     full = olrc(layer.W, Q, layer.H, 8, lam=res.lam, spectrum=layer.spec, svd="full")
     D = layer.W - res.Q - res.L @ res.R
     value = float(np.sum(D * ((layer.H + res.lam * np.eye(512)) @ D)))
@@ -248,12 +248,17 @@ def _layer(N, N_out, seed, dead=False):
 
 @pytest.mark.parametrize("N, N_out, r, seed", [(6, 4, 1, 0), (9, 12, 3, 1), (40, 25, 5, 2),
                                                (130, 90, 8, 3)])
-def test_olrc_from_gptqs_E_equals_the_reference_olrc(N, N_out, r, seed):
+def test_olrc_from_gptqs_E_equals_the_reference_olrc(N, N_out, r, seed, monkeypatch):
     """M* = Psi T_r(E) against Alg. 2 through eig(H) (independent route), to eps-derived tolerance."""
     from gilora_theory import compress
+    monkeypatch.setattr(sys.modules["gilora_theory.methods"], "_psi_route_applies",
+                        lambda shape, r: True)            # the route on small layers too
     W, H, grid = _layer(N, N_out, seed)
     c = compress(W, H, "gptq+olrc", 3, r, grid=grid)
     assert c.info["olrc_route"] == "psi" and c.info["certified_width"] <= 1e-10
+    g = compress(W, H, "gptq", 3, grid=grid)                   # E_lam by the loss identity
+    direct = evaluate(W, g.Q, H=H, lam=g.lam)
+    assert abs(g.objective.error - direct.error) <= 64 * N * EPS * direct.damped_error
     ref = olrc(W, c.Q, H, r, lam=c.lam, svd="full")
     assert abs(c.objective.damped_error - ref.value) <= 64 * N * EPS * ref.value
     a = ref.singular_values
