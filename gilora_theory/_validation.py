@@ -107,6 +107,12 @@ def check_same_rows(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray,
             f"axis {axis_a} of {name_a} must equal axis {axis_b} of {name_b}")
 
 
+def check_same_shape(name: str, a: np.ndarray, ref_name: str, ref: np.ndarray) -> None:
+    """Raise ``ValueError`` unless ``a`` has ``ref``'s shape (e.g. ``Q`` and ``W``)."""
+    if a.shape != ref.shape:
+        raise ValueError(f"{name} must have {ref_name}'s shape {ref.shape}; got {a.shape}")
+
+
 def check_hessian(H, N: int | None = None, *, name: str = "H", psd: bool = True) -> np.ndarray:
     """A finite, symmetric, positive semi-definite (within tolerance) N x N matrix.
 

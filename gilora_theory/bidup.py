@@ -25,17 +25,80 @@ References
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse
 
 from . import _validation as _v
-from .gptq import _forward_blocked, _row_quantizer
+from ._lazy_batch import lazy_batch_sweep
 from .grid import Grid, check_grid
 from .objective import HessianSpectrum, _trace_quad, hessian_spectrum, resolve_lam
-from .olrc import _gram_route, _olrc
+from .olrc import _gram_route, _olrc, _olrc_full
 
-__all__ = ["BidUpResult", "bid_up", "RefineResult", "refine"]
+__all__ = ["BidUpResult", "bid_up", "RefineResult", "refine", "refine_loop"]
+
+
+def refine_loop(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1,
+                damp: float = 0.01, lam: float | None = None, sweeps: int = 1) -> RefineResult:
+    """The refinement loop of [1] exactly as the paper writes it (the definition)::
+
+        repeat K times:
+            (L, R) <- OLrC(Q)                  Alg. 2: optimal rank-r branch for Q
+            Q      <- BidUp(W - L R, Q)        Alg. 4: exact coordinate descent on the grid
+        (L, R) <- OLrC(Q)
+
+    Plainly written: OLrC by a full SVD (:func:`gilora_theory.olrc.olrc`'s
+    ``svd="full"`` route), each Bid-Up row from a fresh gradient row
+    ``[H_lam (W - L R - Q)]_i`` (``N^2 N_out`` flops per sweep, BLAS-2) and every
+    trace entry ``F(Q, L R) = tr(D^T H_lam D)`` by a direct product. :func:`refine`
+    (same arguments) runs the same steps with carried gradients and Gram matrices;
+    the tests compare the two (same ``Q``, traces equal to rounding).
+
+    Parameters
+    ----------
+    W, H, grid, Q0, rank, L0, R0, rounds, damp, lam, sweeps
+        As in :func:`refine`.
+
+    Returns
+    -------
+    RefineResult
+    """
+    W, Q, H, r, rounds, lam = _check_refine(W, H, grid, Q0, rank, rounds, damp, lam)
+    G = H + lam * np.eye(H.shape[0])                               # H_lam
+    spec = hessian_spectrum(H)
+
+    def F(Q, L, R):                                                # F(Q, L R) of [1]
+        return _trace_quad(G, W - Q - L @ R)
+
+    L, R = (L0, R0) if L0 is not None and R0 is not None else _zero_branch(W)
+    trace, steps = [F(Q, L, R)], ["start"]
+    for _ in range(rounds):
+        L, R = _olrc_full(W - Q, spec, r, lam)[:2]                 # (L, R) <- OLrC(Q)
+        trace.append(F(Q, L, R))
+        for _ in range(sweeps):
+            Q = _bid_up_sweep_loop(W - L @ R, Q, G, grid)          # Q <- BidUp(W - L R, Q)
+        trace.append(F(Q, L, R))
+        steps += ["olrc", "bidup"]
+    L, R = _olrc_full(W - Q, spec, r, lam)[:2]
+    trace.append(F(Q, L, R))
+    steps.append("olrc")
+    _v.check_finite_output("the refinement loop", "Rescale W, or H.", Q=Q, L=L, R=R, trace=trace)
+    return RefineResult(Q, L, R, np.array(trace), tuple(steps), lam)
+
+
+def _bid_up_sweep_loop(T: np.ndarray, Q: np.ndarray, G: np.ndarray, grid: Grid) -> np.ndarray:
+    """One Bid-Up sweep (Alg. 4 of [1]) row by row, each from a fresh gradient row."""
+    Q = Q.copy()
+    for i in range(Q.shape[0]):
+        if G[i, i] > 0:                                  # rows with G_ii = 0 do not enter f
+            c = Q[i] + (G[i] @ (T - Q)) / G[i, i]        # exact 1-D minimiser
+            Q[i] = grid.quantize(c, i)                   # nearest point of A_j
+    return Q
+
+
+def _zero_branch(W: np.ndarray):
+    return np.zeros((W.shape[0], 0)), np.zeros((0, W.shape[1]))
 
 
 @dataclass(frozen=True)
@@ -64,23 +127,22 @@ def _sweep(T: np.ndarray, Q: np.ndarray, G: np.ndarray, Gr: np.ndarray, grid: Gr
            blocksize: int, moves: list | None = None) -> None:
     """One in-place Gauss-Seidel sweep over the rows of ``Q``, from ``Gr = G (T - Q)``.
 
-    Row ``i`` needs ``[G (T - Q)]_i`` with the moves of rows ``j < i`` of this
-    sweep, so only those (lower-triangular) updates ``Gr_i -= G_ij dQ_j`` are
-    applied: inside a leaf of ``_LEAF`` rows row by row, across the halves of a
-    recursive split of each batch of ``blocksize`` rows and below each batch by
-    one matrix product (``N^2 N_out`` flops in all, nearly all BLAS-3). On
-    return ``Gr`` is stale (rows miss the moves of later rows): the caller
-    recomputes ``G (T - Q)``. ``moves``, if given, receives per row (in order)
-    the columns that moved and their moves (see :func:`_moves_matrix`).
+    The sweep of :func:`_bid_up_sweep_loop` in lazy batches: row ``i`` needs
+    ``[G (T - Q)]_i`` with the moves ``dQ_j`` of rows ``j < i`` of this sweep,
+    i.e. ``Gr_i -= G_ij dQ_j``, which
+    :func:`gilora_theory._lazy_batch.lazy_batch_sweep` applies (``N^2 N_out``
+    flops, nearly all BLAS-3). On return ``Gr`` is stale (rows miss the moves
+    of later rows): the caller recomputes ``G (T - Q)``. ``moves``, if given,
+    receives per row (in order) the columns that moved and their moves (see
+    :func:`_moves_matrix`).
     """
     N, N_out = Q.shape
-    quant = _row_quantizer(grid, np.arange(N))
-    dQ = np.empty((min(blocksize, N), N_out))      # moves of the current batch
+    dQ = np.empty((N, N_out))                       # the moves of this sweep
     c = np.empty(N_out)
     diag = np.diagonal(G)
 
-    def step(i, i1):
-        d = dQ[i - i1]
+    def step(i):
+        d = dQ[i]
         g = diag[i]
         if g <= 0:  # the row does not enter f: left unchanged
             d[:] = 0.0
@@ -89,14 +151,14 @@ def _sweep(T: np.ndarray, Q: np.ndarray, G: np.ndarray, Gr: np.ndarray, grid: Gr
             return
         np.divide(Gr[i], g, out=c)
         np.add(Q[i], c, out=c)          # c_i = Q_i + [G (T - Q)]_i / G_ii
-        quant(c, i, c)                  # nearest point of A_j (Alg. 4 of [1])
-        np.subtract(c, Q[i], out=d)
+        grid.quantize(c, i, out=c)      # nearest point of A_j (Alg. 4 of [1])
+        np.subtract(c, Q[i], out=d)     # dQ_i
         Q[i] = c
         if moves is not None:
             j = np.flatnonzero(d)
             moves.append((j, d[j]))
 
-    _forward_blocked(Gr, G, dQ, N, blocksize, step)
+    lazy_batch_sweep(Gr, G, dQ, N, blocksize, step)
 
 
 def bid_up(target, Q0, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None,
@@ -128,8 +190,7 @@ def bid_up(target, Q0, H, grid: Grid, *, damp: float = 0.01, lam: float | None =
     """
     T = _v.as_matrix("target", target)
     Q = _v.as_matrix("Q0", Q0).copy()
-    if Q.shape != T.shape:
-        raise ValueError(f"Q0 must have target's shape {T.shape}; got {Q.shape}")
+    _v.check_same_shape("Q0", Q, "target", T)
     H = _v.check_hessian(H, T.shape[0])
     check_grid(grid, T)
     sweeps = _v.check_int("sweeps", sweeps, low=0)
@@ -226,6 +287,14 @@ def refine(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1
            blocksize: int = 128, spectrum: HessianSpectrum | None = None) -> RefineResult:
     """Refinement loop of [1]: ``rounds`` x (OLrC, Bid-Up), then a final OLrC.
 
+    The steps of :func:`refine_loop` (the definition), with the caching that
+    makes a round cost about one GPTQ pass: ``H_lam (W - Q)`` and the Gram
+    matrix ``(W - Q)^T H_lam (W - Q)`` are carried from round to round and
+    updated by sparse products with Bid-Up's moves when few entries moved;
+    OLrC then takes its ``svd="partial"`` route (certified top-r singular pairs
+    from the Gram matrix) and the Bid-Up sweep its lazy-batch form. Same ``Q``
+    as the definition and the same trace to rounding (tested).
+
     Parameters
     ----------
     W : (N, N_out) array_like
@@ -234,10 +303,7 @@ def refine(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1
     Q0 : (N, N_out) array_like
         Feasible start on the grid (e.g. GILoRA's Q).
     rank : int
-        ``r`` for every OLrC step (its ``svd="partial"`` route: certified top-r
-        singular pairs from the Gram matrix ``(W - Q)^T H_lam (W - Q)``, which the
-        loop carries from round to round, updated by sparse products with
-        Bid-Up's moves when few entries moved; same value to rounding).
+        ``r`` for every OLrC step.
     L0, R0 : array_like, optional
         Starting branch (only the trace's first entry uses it).
     rounds : int, default 1
@@ -255,47 +321,69 @@ def refine(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1
     -------
     RefineResult
     """
+    W, Q, H, r, rounds, lam = _check_refine(W, H, grid, Q0, rank, rounds, damp, lam)
+    M0 = L0 @ R0 if L0 is not None and R0 is not None else 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        res = _refine_cached(W, Q, H, grid, r, M0, rounds, lam, sweeps, blocksize, spectrum)
+    _v.check_finite_output("the refinement loop", "Rescale W, or H.", Q=res.Q, L=res.L, R=res.R,
+                           trace=res.trace)
+    return res
+
+
+def _check_refine(W, H, grid, Q0, rank, rounds, damp, lam):
+    """Validation shared by :func:`refine` and :func:`refine_loop` (``Q`` is a copy)."""
     W = _v.as_matrix("W", W)
     Q = _v.as_matrix("Q0", Q0).copy()
-    if Q.shape != W.shape:
-        raise ValueError(f"Q0 must have W's shape {W.shape}; got {Q.shape}")
+    _v.check_same_shape("Q0", Q, "W", W)
     H = _v.check_hessian(H, W.shape[0])
     check_grid(grid, W)
     r = _v.check_rank(rank, *W.shape)
     rounds = _v.check_int("rounds", rounds, low=0)
-    lam = resolve_lam(H, damp, lam)
-    spec = spectrum
+    return W, Q, H, r, rounds, resolve_lam(H, damp, lam)
+
+
+def _refine_cached(W, Q, H, grid, r, M0, rounds, lam, sweeps, blocksize, spec) -> RefineResult:
+    """The fast path of :func:`refine` (``Q`` updated in place; inputs validated)."""
     G = H + lam * np.eye(H.shape[0])
-    M0 = L0 @ R0 if L0 is not None and R0 is not None else 0.0
-    with np.errstate(over="ignore", invalid="ignore"):
-        trace, steps = [_trace_quad(G, W - Q - M0)], ["start"]
-        D = W - Q
-        GD = G @ D                    # H_lam (W - Q), carried from round to round
-        K = D.T @ GD if _gram_route(D.shape, r, lam, spec=spec, H=H) else None
-        if K is None and spec is None:
-            spec = hessian_spectrum(H)   # OLrC of B every round: computed once
-        R = None
-        for _ in range(rounds):
-            L, R, value, f, GD, K = _round(W, Q, G, grid, spec, r, lam, GD, K, R, sweeps,
-                                           blocksize)
-            trace += [value, f[-1]]
-            steps += ["olrc", "bidup"]
-        L, R, value, _a = _olrc(W - Q, spec, r, lam, svd="partial", GD=GD, K=K,
-                                start=None if R is None else R.T)
+    trace, steps = [_trace_quad(G, W - Q - M0)], ["start"]
+    GD = G @ (W - Q)                      # H_lam (W - Q), carried from round to round
+    K = (W - Q).T @ GD if _gram_route(W.shape, r, lam, spec=spec, H=H) else None
+    if K is None and spec is None:
+        spec = hessian_spectrum(H)        # OLrC of B every round: computed once
+    R = None
+    for _ in range(rounds):
+        rnd = _round(W, Q, G, grid, spec, r, lam, GD, K, R, sweeps, blocksize)
+        L, R, GD, K = rnd.L, rnd.R, rnd.GD, rnd.K
+        trace += [rnd.value, rnd.f[-1]]
+        steps += ["olrc", "bidup"]
+    L, R, value, _a = _olrc(W - Q, spec, r, lam, svd="partial", GD=GD, K=K,
+                            start=None if R is None else R.T)
     trace.append(value)
     steps.append("olrc")
-    _v.check_finite_output("the refinement loop", "Rescale W, or H.", Q=Q, L=L, R=R, trace=trace)
     return RefineResult(Q, L, R, np.array(trace), tuple(steps), lam)
 
 
-def _round(W, Q, G, grid, spec, r, lam, GD, K, R_prev, sweeps, blocksize):
+class _Round(NamedTuple):
+    """One round of :func:`_refine_cached`: OLrC's ``L``, ``R`` and ``value``
+    (``F`` after it), Bid-Up's trace ``f`` and the carried ``GD = H_lam (W - Q)``
+    and ``K = (W - Q)^T H_lam (W - Q)`` (None off the Gram route) for the new ``Q``."""
+
+    L: np.ndarray
+    R: np.ndarray
+    value: float
+    f: list
+    GD: np.ndarray
+    K: np.ndarray | None
+
+
+def _round(W, Q, G, grid, spec, r, lam, GD, K, R_prev, sweeps, blocksize) -> _Round:
     """One refinement round, ``Q`` in place: OLrC, then Bid-Up towards ``W - L R``.
 
     Carries ``GD = H_lam (W - Q)`` and, on the Gram route of :func:`_olrc`,
     ``K = (W - Q)^T H_lam (W - Q)``, both updated in place when Bid-Up moved
     few entries ``dQ`` (sparse): ``K' = K - (dQ^T GD)^T - dQ^T GD'`` with
     ``GD' = GD - G dQ``; else recomputed. OLrC's eigensolver starts from the
-    previous ``R^T``. Returns ``(L, R, value, f, GD', K')``.
+    previous ``R^T``.
     """
     D = W - Q
     L, R, value, _a = _olrc(D, spec, r, lam, svd="partial", GD=GD, K=K,
@@ -307,10 +395,10 @@ def _round(W, Q, G, grid, spec, r, lam, GD, K, R_prev, sweeps, blocksize):
     del T, Gr, _Gr
     if dQ is None:
         GD = G @ (W - Q)
-        return L, R, value, f, GD, None if K is None else (W - Q).T @ GD
+        return _Round(L, R, value, f, GD, None if K is None else (W - Q).T @ GD)
     if K is not None:
         K -= _times(dQ, GD)
     GD -= _times(dQ, G)
     if K is not None:
         K -= _times(dQ, GD).T
-    return L, R, value, f, GD, K
+    return _Round(L, R, value, f, GD, K)

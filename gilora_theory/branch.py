@@ -53,11 +53,12 @@ import scipy.linalg
 from . import _validation as _v
 from .gilora import gilora
 from .grid import Grid, fit_grid
-from .objective import HessianSpectrum, Objective, _evaluate, resolve_lam
+from .objective import HessianSpectrum, Objective, evaluate_validated, resolve_lam
 from .olrc import olrc
 
 __all__ = ["R_AXES", "L_ORDERS", "QuantizedBranch", "BranchResult", "quantize_branch",
-           "refit_R", "quantize_after", "olrc_branch", "gilora_branch"]
+           "refit_R", "quantize_after", "quantize_after_validated", "olrc_branch",
+           "gilora_branch"]
 
 R_AXES = ("row", "column")
 L_ORDERS = ("before", "after", "after-refit")
@@ -231,8 +232,7 @@ def refit_R(W, Q, H, L, *, damp: float = 0.01, lam: float | None = None) -> np.n
 def _check_layer(W, Q, H, L=None):
     W = _v.as_matrix("W", W)
     Q = _v.as_matrix("Q", Q)
-    if Q.shape != W.shape:
-        raise ValueError(f"Q must have W's shape {W.shape}; got {Q.shape}")
+    _v.check_same_shape("Q", Q, "W", W)
     H = _v.check_hessian(H, W.shape[0])
     if L is not None:
         L = _v.as_matrix("L", L, allow_empty=True)
@@ -273,17 +273,20 @@ def quantize_after(W, Q, H, L, R, *, l_bits: int | None = None, r_bits: int | No
         raise ValueError(f"R must be {(L.shape[1], W.shape[1])} to match L and W; got {R.shape}")
     _check_options(l_bits, r_bits, r_axis)
     lam = resolve_lam(H, damp, lam)
-    return _after(W, Q, H, L, R, l_bits, r_bits, refit, r_axis, lam,
-                  "after-refit" if refit else "after")
+    return quantize_after_validated(W, Q, H, L, R, l_bits, r_bits, refit, r_axis, lam,
+                                    "after-refit" if refit else "after")
 
 
-def _after(W, Q, H, L, R, l_bits, r_bits, refit, r_axis, lam, order) -> BranchResult:
+def quantize_after_validated(W, Q, H, L, R, l_bits, r_bits, refit, r_axis, lam,
+                             order) -> BranchResult:
+    """:func:`quantize_after` for validated inputs (positional; ``lam`` absolute): ``L``
+    quantized, ``R`` refit if ``refit`` and ``l_bits``, ``R`` quantized; ``order`` is recorded."""
     Lq, Lg = _quantize_L(L, l_bits)
     if refit and Lg is not None:
         R = _refit_R(W, Q, H, Lq, lam)
     Rq, Rg = _quantize_R(R, r_bits, r_axis)
     branch = QuantizedBranch(Lq, Rq, Lg, Rg, r_axis)
-    return BranchResult(Q, branch, lam, _evaluate(W, Q, Lq, Rq, None, H, lam), order)
+    return BranchResult(Q, branch, lam, evaluate_validated(W, Q, Lq, Rq, None, H, lam), order)
 
 
 def olrc_branch(W, Q, H, rank: int, *, l_bits: int | None = None, r_bits: int | None = None,
@@ -313,8 +316,9 @@ def olrc_branch(W, Q, H, rank: int, *, l_bits: int | None = None, r_bits: int | 
     W, Q, H, _ = _check_layer(W, Q, H)
     _check_options(l_bits, r_bits, r_axis)
     res = olrc(W, Q, H, rank, damp=damp, lam=lam, spectrum=spectrum)
-    return _after(W, Q, H, res.L, res.R, l_bits, r_bits, refit, r_axis, res.lam,
-                  "olrc-refit" if refit else "olrc")
+    order = "olrc-refit" if refit else "olrc"
+    return quantize_after_validated(W, Q, H, res.L, res.R, l_bits, r_bits, refit, r_axis,
+                                    res.lam, order)
 
 
 def gilora_branch(W, H, grid: Grid, rank: int, *, l_bits: int | None = None,
@@ -359,7 +363,7 @@ def gilora_branch(W, H, grid: Grid, rank: int, *, l_bits: int | None = None,
     if before:
         Rq, Rg = _quantize_R(res.R, r_bits, r_axis)
         branch = QuantizedBranch(res.L, Rq, res.L_grid, Rg, r_axis)
-        return BranchResult(res.Q, branch, lam, _evaluate(W, res.Q, res.L, Rq, None, H, lam),
-                            l_order)
-    return _after(W, res.Q, H, res.L, res.R, l_bits, r_bits, l_order == "after-refit",
-                  r_axis, lam, l_order)
+        obj = evaluate_validated(W, res.Q, res.L, Rq, None, H, lam)
+        return BranchResult(res.Q, branch, lam, obj, l_order)
+    return quantize_after_validated(W, res.Q, H, res.L, res.R, l_bits, r_bits,
+                                    l_order == "after-refit", r_axis, lam, l_order)

@@ -56,7 +56,7 @@ import scipy.linalg
 from . import _validation as _v
 from .bidup import bid_up
 from .gilora import GILoRAResult, augmented_hessian, gilora, schur_complement
-from .gptq import GPTQResult, gptq, psi_factor
+from .gptq import GPTQResult, dead_channel_convention, gptq, psi_factor
 from .grid import Grid, check_grid
 from .objective import evaluate, hessian
 from .olrc import olrc
@@ -136,12 +136,7 @@ def _cond(A: np.ndarray) -> tuple[float, float, float]:
 
 def _prepared(W: np.ndarray, H: np.ndarray, dead_channels: bool):
     """The reference dead-channel convention of :func:`gptq`: ``H_ii = 0 -> 1``, ``W_i -> 0``."""
-    W, H = W.copy(), H.copy()
-    if dead_channels:
-        dead = np.diag(H) == 0
-        H[dead, dead] = 1.0
-        W[dead] = 0.0
-    return W, H
+    return dead_channel_convention(W, H, copy=True) if dead_channels else (W.copy(), H.copy())
 
 
 def _augmented(H: np.ndarray, L: np.ndarray, dead_channels: bool) -> np.ndarray:

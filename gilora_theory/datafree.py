@@ -119,8 +119,7 @@ def _svd(D: np.ndarray, r: int):
 def _check_pair(W, Q, rank):
     W = _v.as_matrix("W", W)
     Q = _v.as_matrix("Q", Q)
-    if Q.shape != W.shape:
-        raise ValueError(f"Q must have W's shape {W.shape}; got {Q.shape}")
+    _v.check_same_shape("Q", Q, "W", W)
     return W, Q, _v.check_rank(rank, *W.shape)
 
 

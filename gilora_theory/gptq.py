@@ -1,19 +1,12 @@
-"""GPTQ: Alg. 1 of [1] (the algorithm of [2]), in lazy-batch form.
+"""GPTQ: Alg. 1 of [1] (the algorithm of [2]).
 
-With ``Psi`` lower triangular and ``Psi Psi^T = H_lam^{-1}``, the pass walks the
-input rows ``t = 1..N``::
-
-    q_t   = quant(w~_t)
-    eps_t = (w~_t - q_t) / Psi_tt
-    w~_s -= Psi_st eps_t            for all s > t
-
-Blocks of ``blocksize`` rows apply the updates inside the block row by row and
-the updates below the block as one matrix product (the same arithmetic).
-Identity (THEORY.md section 3): ``W - Q = Psi E``, so
-``E_lam(Q) = sum_t ||w~_t - q_t||^2 / Psi_tt^2``; the per-step terms are returned.
-
-``1 / Psi_tt^2`` is the damped Schur complement of coordinate t with respect
-to the later ones.
+:func:`gptq_loop` is the definition, exactly as the paper writes it;
+:func:`gptq` is the same arithmetic in lazy batches (what every other function
+calls), and the tests compare the two (identical ``Q``). ``Psi`` is lower
+triangular with ``Psi Psi^T = H_lam^{-1}`` (:func:`psi_factor`). Identity
+(``docs/theory.md``, "Algorithms"): ``W - Q = Psi E`` with ``E`` stacking the
+``eps_t``, so ``E_lam(Q) = sum_t ||w~_t - q_t||^2 / Psi_tt^2``; ``1 / Psi_tt^2``
+is the damped Schur complement of coordinate t with respect to the later ones.
 
 References
 ----------
@@ -23,17 +16,89 @@ References
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
 
 from . import _validation as _v
+from ._lazy_batch import lazy_batch_sweep
 from .grid import Grid, check_grid
 from .objective import _lam_is_safe, resolve_lam
 
-__all__ = ["GPTQResult", "gptq", "gptq_loop", "psi_factor", "ROUTES"]
+__all__ = ["GPTQResult", "gptq", "gptq_loop", "psi_factor", "dead_channel_convention", "ROUTES"]
 
 ROUTES = ("cholesky", "eig")
+
+
+def gptq_loop(W, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None) -> GPTQResult:
+    """Alg. 1 of [1] exactly as the paper writes it: one row at a time (the definition).
+
+    ::
+
+        W~ = W
+        for t = 1..N:
+            q_t   = quant(w~_t)
+            eps_t = (w~_t - q_t) / Psi_tt
+            w~_s -= Psi_st eps_t        for all s > t
+
+    ``Psi`` is the lower-triangular factor of ``H_lam^{-1}`` (:func:`psi_factor`).
+    This is the slow, plainly written reference (one rank-one update per row,
+    ``N^2 N_out`` flops in BLAS-2, no dead-channel handling, identity order);
+    :func:`gptq` runs the same arithmetic in lazy batches and is what every other
+    function uses. Tests and claim C1 compare the two (identical ``Q``).
+    """
+    W, H = _check_common(W, H, grid, 1, "cholesky", "raise")
+    lam = resolve_lam(H, damp, lam)
+    Psi = psi_factor(H + lam * np.eye(H.shape[0]))
+    Wt = W.copy()                                            # W~
+    Q = np.empty_like(W)
+    eps = np.empty_like(W)
+    for t in range(W.shape[0]):
+        Q[t] = grid.quantize(Wt[t], t)                       # q_t = quant(w~_t)
+        eps[t] = (Wt[t] - Q[t]) / Psi[t, t]                  # eps_t
+        Wt[t + 1:] -= np.outer(Psi[t + 1:, t], eps[t])       # w~_s -= Psi_st eps_t, s > t
+    psi_diag = np.diag(Psi).copy()
+    step_terms = np.sum(eps * eps, axis=1)                   # ||w~_t - q_t||^2 / Psi_tt^2
+    clipped = np.abs(eps * psi_diag[:, None]) > grid.half_step(np.arange(W.shape[0])) * _TIE
+    _v.check_finite_output("the GPTQ loop", "Rescale W or increase damp.", Q=Q)
+    return GPTQResult(Q, lam, psi_diag, step_terms, clipped, np.arange(W.shape[0]), "cholesky")
+
+
+def _pass(W_tilde: np.ndarray, Psi: np.ndarray, grid: Grid, rows: np.ndarray, n_quant: int,
+          blocksize: int):
+    """:func:`gptq_loop`'s loop in lazy batches, over the first ``n_quant`` rows of ``W_tilde``.
+
+    ``W_tilde`` (``W~``, modified in place) ends holding ``E``: row ``t`` is
+    overwritten by ``eps_t`` once ``q_t`` is known (``w~_t`` is not needed after
+    step t), so ``E = W_tilde[:n_quant]`` costs no memory. Rows ``n_quant..``
+    receive the diffused error but are never quantized (GILoRA's ``R``).
+    ``rows[t]`` is the original row index of step t (static grid groups).
+    The feedback ``w~_s -= Psi_st eps_t`` runs through
+    :func:`gilora_theory._lazy_batch.lazy_batch_sweep` (same arithmetic, BLAS-3).
+    Returns ``Q`` (processing order), the step terms and the clipped mask.
+    """
+    N_out = W_tilde.shape[1]
+    Q = np.empty((n_quant, N_out))
+    step_terms = np.empty(n_quant)
+    clipped = np.empty((n_quant, N_out), dtype=bool)
+    d = np.empty(N_out)                                      # w~_t - q_t
+
+    def step(t):
+        w = W_tilde[t]                                       # w~_t, every earlier update in
+        q = grid.quantize(w, rows[t], out=Q[t])              # q_t = quant(w~_t)
+        np.subtract(w, q, out=d)
+        psi = Psi[t, t]
+        step_terms[t] = float(d @ d) / (psi * psi)           # ||w~_t - q_t||^2 / Psi_tt^2
+        np.greater(np.abs(d), grid.half_step(rows[t]) * _TIE, out=clipped[t])
+        np.divide(d, psi, out=W_tilde[t])                    # eps_t, stored over w~_t
+
+    lazy_batch_sweep(W_tilde, Psi, W_tilde, n_quant, blocksize, step)
+    return Q, step_terms, clipped
+
+
+_TIE = 1 + 8 * np.finfo(np.float64).eps
+"""``|w~ - q| > (delta / 2) _TIE`` counts as clipped: 8 eps absorb the rounding of exact ties."""
 
 
 class PassSummary:
@@ -86,39 +151,60 @@ class GPTQResult(PassSummary):
     route: str
 
 
-def gptq_loop(W, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None) -> GPTQResult:
-    """Alg. 1 of [1] exactly as the paper writes it: one row at a time (the definition).
+def gptq(W, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None,
+         blocksize: int = 128, route: str = "cholesky", act_order: bool = False,
+         dead_channels: bool = True, damp_policy: str = "raise") -> GPTQResult:
+    """Quantize ``W`` row by row with error feedback (Alg. 1 of [1], GPTQ of [2]).
 
-    ::
+    Parameters
+    ----------
+    W : (N, N_out) array_like
+        Weights, rows = input features.
+    H : (N, N) array_like
+        ``X^T X`` (symmetric PSD).
+    grid : Grid
+        Fixed grid (``fit_grid(W, bits)``).
+    damp : float, default 0.01
+        Relative damping ``alpha``: ``lam = alpha * mean(diag H)``.
+    lam : float, optional
+        Absolute damping; overrides ``damp`` (``lam=0`` runs undamped).
+    blocksize : int, default 128
+        Rows per lazy batch; results agree for every block size.
+    route : {"cholesky", "eig"}, default "cholesky"
+        How ``Psi`` is factorised (see :func:`psi_factor`). ``"cholesky"`` raises
+        ``NumericalError`` when ``H_lam`` is numerically singular (smallest
+        eigenvalue ``<= n eps max(e)``; checked only when ``lam`` is too small to
+        guarantee otherwise, so the default damping costs no extra work).
+        ``"eig"`` never fails on a valid ``H``: its **spectral floor** lifts
+        eigenvalues of ``H_lam`` below the rounding level ``tau = n eps max(e)``
+        by the uniform shift ``tau - min(e)`` (at most ``tau`` plus the PSD
+        tolerance of ``H``), i.e. ``lam`` grows by a rounding-sized amount and
+        ``result.lam`` reports the value used, for which every identity holds.
+    act_order : bool, default False
+        Process rows by decreasing ``H_ii`` (reference GPTQ ``act_order``).
+    dead_channels : bool, default True
+        Reference convention for ``H_ii = 0``: set ``H_ii = 1`` and zero ``W``'s row
+        in the working problem (errors should still be evaluated on the original).
+    damp_policy : {"raise", "increase"}, default "raise"
+        On a factorisation failure raise ``NumericalError``, or multiply ``lam``
+        by 10 until ``H + lam I`` factorises (the final value is ``result.lam``).
 
-        W~ = W
-        for t = 1..N:
-            q_t   = quant(w~_t)
-            eps_t = (w~_t - q_t) / Psi_tt
-            w~_s -= Psi_st eps_t        for all s > t
+    Raises
+    ------
+    NumericalError
+        Cholesky failure under ``damp_policy="raise"``, or a pass whose values
+        overflow float64 (inputs near the float limits): never NaN or inf out.
 
-    ``Psi`` is the lower-triangular factor of ``H_lam^{-1}`` (:func:`psi_factor`).
-    This is the slow, plainly written reference (one rank-one update per row,
-    ``N^2 N_out`` flops in BLAS-2, no dead-channel handling, identity order);
-    :func:`gptq` runs the same arithmetic in lazy batches and is what every other
-    function uses. Tests and claim C1 compare the two (identical ``Q``).
+    Returns
+    -------
+    GPTQResult
     """
-    W, H = _check_common(W, H, grid, 1, "cholesky", "raise")
+    W, H = _check_common(W, H, grid, blocksize, route, damp_policy)
     lam = resolve_lam(H, damp, lam)
-    Psi = psi_factor(H + lam * np.eye(H.shape[0]))
-    Wt = W.copy()                                            # W~
-    Q = np.empty_like(W)
-    eps = np.empty_like(W)
-    for t in range(W.shape[0]):
-        Q[t] = grid.quantize(Wt[t], t)                       # q_t = quant(w~_t)
-        eps[t] = (Wt[t] - Q[t]) / Psi[t, t]                  # eps_t
-        Wt[t + 1:] -= np.outer(Psi[t + 1:, t], eps[t])       # w~_s -= Psi_st eps_t, s > t
-    psi_diag = np.diag(Psi).copy()
-    step_terms = np.sum(eps * eps, axis=1)                   # ||w~_t - q_t||^2 / Psi_tt^2
-    clipped = np.abs(eps * psi_diag[:, None]) > grid.half_step(np.arange(W.shape[0])) * (
-        1 + 8 * np.finfo(np.float64).eps)
-    _v.check_finite_output("the GPTQ loop", "Rescale W or increase damp.", Q=Q)
-    return GPTQResult(Q, lam, psi_diag, step_terms, clipped, np.arange(W.shape[0]), "cholesky")
+    Wd, Hd = _prepare(W, H, dead_channels)
+    run = _run(Wd, Hd, grid, W.shape[0], lam=lam, route=route, blocksize=blocksize,
+               act_order=act_order, damp_policy=damp_policy)
+    return GPTQResult(run.Q, run.lam, run.psi_diag, run.step_terms, run.clipped, run.perm, route)
 
 
 def psi_factor(H_lam, *, route: str = "cholesky") -> np.ndarray:
@@ -272,138 +358,21 @@ def _factor_with_policy(H: np.ndarray, lam: float, route: str, policy: str,
     raise _v.NumericalError(f"H + lam I is not positive definite even with lam = {lam:.3g}")
 
 
-def _gptq_pass(Wt: np.ndarray, Psi: np.ndarray, grid: Grid, rows: np.ndarray,
-               n_quant: int, blocksize: int):
-    """Alg. 1 loop over the first ``n_quant`` rows of ``Wt`` (modified in place).
+def dead_channel_convention(W: np.ndarray, H: np.ndarray, *, copy: bool = False):
+    """Reference-GPTQ dead channels: where ``H_ii = 0``, set ``H_ii := 1`` and ``W_i := 0``.
 
-    ``rows[t]`` is the original row index of processing step t (for grid groups).
-    Rows ``n_quant..`` of ``Wt`` receive the diffused error but are never
-    quantized (GILoRA's ``R``). Returns ``Q``, step terms and the clipped mask.
+    Returns ``(W, H)`` of the working problem. Copies only when a channel is
+    dead, unless ``copy`` (then always: the caller may write to the results).
+    Used by :func:`gptq`, GILoRA and :mod:`gilora_theory.checks`.
 
-    Each lazy batch of ``blocksize`` rows is split recursively in halves: the
-    first half is processed, the second half receives its updates
-    ``w~_s -= Psi[s, half] E[half]`` by one matrix product, then the second half
-    is processed; leaves of ``_LEAF`` rows pull their in-leaf updates row by row.
-    The rows below the batch receive theirs by one matrix product per batch.
-    Every ``w~_s`` receives the same updates as in the row-by-row loop, only
-    summed in another order (equal to rounding); ``N^2 N_out`` flops, nearly
-    all in BLAS-3.
+    Parameters
+    ----------
+    W : (N, N_out) ndarray
+    H : (N, N) ndarray
+    copy : bool, default False
     """
-    N_out = Wt.shape[1]
-    Q = np.empty((n_quant, N_out))
-    terms = np.empty(n_quant)
-    clipped = np.empty((n_quant, N_out), dtype=bool)
-    tie = 1 + 8 * np.finfo(np.float64).eps
-    quant = _row_quantizer(grid, rows)
-    Rb = np.empty((min(blocksize, n_quant), N_out))   # w~_t - q_t of the batch
-    Eb = np.empty_like(Rb)                             # eps_t of the batch
-
-    def step(t, i1):
-        w = Wt[t]
-        q = quant(w, t, Q[t])
-        d = Psi[t, t]
-        r = np.subtract(w, q, out=Rb[t - i1])
-        terms[t] = float(r @ r) / (d * d)
-        np.divide(r, d, out=Eb[t - i1])
-
-    def after_batch(i1, i2):
-        np.greater(np.abs(Rb[:i2 - i1]), grid.half_step(rows[i1:i2]) * tie, out=clipped[i1:i2])
-
-    _forward_blocked(Wt, Psi, Eb, n_quant, blocksize, step, after_batch)
-    return Q, terms, clipped
-
-
-def _forward_blocked(Y: np.ndarray, M: np.ndarray, Z: np.ndarray, n: int, blocksize: int,
-                     step, after_batch=None) -> None:
-    """Recursive lazy-batch driver of ``Y_s -= sum_{t<s} M_st Z_t`` for ``t < n``.
-
-    ``step(t, i1)`` is called for ``t = 0..n-1`` in order, once row ``Y_t`` has
-    received every update from rows ``< t``; it must write ``Z[t - i1]`` (the
-    batch buffer ``Z`` holds the rows of the batch starting at ``i1``). Each
-    batch of ``blocksize`` rows is split recursively in halves: the first half is
-    processed, the second half receives ``M[half2, half1] Z[half1]`` by one matrix
-    product, then the second half is processed; leaves of ``_LEAF`` rows pull
-    their in-leaf updates row by row. Rows below a batch (all rows of ``Y``,
-    including those ``>= n``) receive its updates by one matrix product, after
-    ``after_batch(i1, i2)``. GPTQ (Alg. 1) and a Bid-Up sweep (Alg. 4) share it.
-    """
-    def process(i1, a, b):
-        if b - a > _LEAF:
-            m = a + _split(b - a)
-            process(i1, a, m)
-            _sub_matmul(Y[m:b], M[m:b, a:m], Z[a - i1:m - i1])
-            process(i1, m, b)
-            return
-        for t in range(a, b):
-            if t > a:
-                Y[t] -= M[t, a:t] @ Z[a - i1:t - i1]
-            step(t, i1)
-
-    for i1 in range(0, n, blocksize):
-        i2 = min(i1 + blocksize, n)
-        process(i1, i1, i2)
-        if after_batch is not None:
-            after_batch(i1, i2)
-        _sub_matmul(Y[i2:], M[i2:, i1:i2], Z[:i2 - i1])
-
-
-_LEAF = 8
-"""Rows processed one at a time at the leaves of the recursive blocking."""
-
-
-def _split(n: int) -> int:
-    """Size of the first half of a recursive split (a multiple of ``_LEAF`` when large)."""
-    if n <= 2 * _LEAF:
-        return n // 2
-    return -(-(n // 2) // _LEAF) * _LEAF
-
-
-def _sub_matmul(C: np.ndarray, A: np.ndarray, B: np.ndarray) -> None:
-    """``C -= A @ B`` in place: one ``?gemm`` with ``beta = 1`` when ``C``'s rows are contiguous."""
-    if C.shape[0] == 0 or A.shape[1] == 0:
-        return
-    if C.flags.c_contiguous:
-        out = scipy.linalg.blas.dgemm(-1.0, B.T, A.T, beta=1.0, c=C.T, overwrite_c=1)
-        if np.shares_memory(out, C):
-            return
-    C -= A @ B
-
-
-def _row_quantizer(grid: Grid, rows: np.ndarray):
-    """``quant(x, t, out)``: ``grid.quantize(x, rows[t])`` written into ``out``, bit for bit.
-
-    The bounded map ``step (clip(round(x / step) + z, 0, maxq) - z)`` is evaluated as
-    ``step clip(round(x / step), -z, maxq - z)``: the codes are integers below
-    ``2^53``, so both give the same float (``np.rint`` is ``np.round``'s rounding).
-    """
-    step = grid.step
-    lo, hi = -grid.zero, grid.maxq - grid.zero
-    group = (np.zeros(len(rows), dtype=np.intp) if grid.groupsize is None
-             else np.asarray(rows) // grid.groupsize)
-
-    def quant(x, t, out):
-        g = group[t]
-        np.divide(x, step[g], out=out)
-        np.rint(out, out=out)
-        if grid.bounded:
-            np.maximum(out, lo[g], out=out)
-            np.minimum(out, hi[g], out=out)
-        else:
-            out += grid.zero[g]
-            out -= grid.zero[g]
-        out *= step[g]
-        return out
-
-    return quant
-
-
-def _prepare(W: np.ndarray, H: np.ndarray, dead_channels: bool):
-    """Reference-GPTQ dead-channel convention: ``H_ii = 0`` -> ``H_ii := 1``, ``W_i := 0``.
-
-    Copies only when a channel is dead (the callers never write to the arrays).
-    """
-    dead = (np.diag(H) == 0) if dead_channels else np.zeros(H.shape[0], dtype=bool)
-    if not dead.any():
+    dead = np.diag(H) == 0
+    if not (dead.any() or copy):
         return W, H
     H, W = H.copy(), W.copy()
     H[dead, dead] = 1.0
@@ -411,95 +380,78 @@ def _prepare(W: np.ndarray, H: np.ndarray, dead_channels: bool):
     return W, H
 
 
+def _prepare(W: np.ndarray, H: np.ndarray, dead_channels: bool):
+    """:func:`dead_channel_convention` if ``dead_channels``, else ``(W, H)`` unchanged."""
+    return dead_channel_convention(W, H) if dead_channels else (W, H)
+
+
+class _PassOutput(NamedTuple):
+    """What :func:`_run` returns (GPTQ and GILoRA read it).
+
+    ``Q`` (original row order), ``R`` (rows ``n_quant..`` of ``W~`` after the
+    pass: GILoRA's ``R``), ``lam`` (used), ``psi_diag``, ``step_terms``
+    (processing order), ``clipped`` (original order), ``perm``.
+    """
+
+    Q: np.ndarray
+    R: np.ndarray
+    lam: float
+    psi_diag: np.ndarray
+    step_terms: np.ndarray
+    clipped: np.ndarray
+    perm: np.ndarray
+
+
 def _run(W_aug: np.ndarray, H_aug: np.ndarray, grid: Grid, n_quant: int, *, lam: float,
-         route: str, blocksize: int, act_order: bool, damp_policy: str):
+         route: str, blocksize: int, act_order: bool, damp_policy: str) -> _PassOutput:
     """Shared driver of GPTQ (no extra rows) and GILoRA (``r`` extra rows)."""
+    return _run_keeping_factors(W_aug, H_aug, grid, n_quant, lam=lam, route=route,
+                                blocksize=blocksize, act_order=act_order,
+                                damp_policy=damp_policy)[0]
+
+
+def _run_keeping_factors(W_aug, H_aug, grid, n_quant, *, lam, route, blocksize, act_order,
+                         damp_policy) -> tuple[_PassOutput, np.ndarray, np.ndarray]:
+    """:func:`_run`, also returning ``Psi`` and ``E = Psi^{-1} (W - Q)`` (both in
+    processing order ``perm``, for the first ``n_quant`` rows of ``E``), with
+    which OLrC after GPTQ needs no new factorisation (:mod:`gilora_theory.olrc`)."""
     perm = np.arange(n_quant)
     if act_order:
         perm = np.argsort(-np.diag(H_aug)[:n_quant], kind="stable")
         full = np.concatenate([perm, np.arange(n_quant, H_aug.shape[0])])
-        Hp, Wt = H_aug[np.ix_(full, full)], W_aug[full]
+        Hp, W_tilde = H_aug[np.ix_(full, full)], W_aug[full]
     else:  # identity order: no permuted copies of H_aug
-        Hp, Wt = H_aug, W_aug.copy()
+        Hp, W_tilde = H_aug, W_aug.copy()
     Psi, lam = _factor_with_policy(Hp, lam, route, damp_policy)
     del Hp
     with np.errstate(over="ignore", invalid="ignore"):
-        Qp, terms, clipp = _gptq_pass(Wt, Psi, grid, perm, n_quant, blocksize)
+        Qp, terms, clipp = _pass(W_tilde, Psi, grid, perm, n_quant, blocksize)
     w_max = max(float(np.max(W_aug)), -float(np.min(W_aug)))
     _v.check_finite_output("the GPTQ pass", f"Rescale W (|W| up to {w_max:.3g}) "
                            f"or increase damp (lam was {lam:.3g}).", Q=Qp, step_terms=terms,
-                           R=Wt[n_quant:])
+                           R=W_tilde[n_quant:])
     pdiag = np.diag(Psi)[:n_quant].copy()
     if act_order:
         inv = np.argsort(perm)
         Qp, clipp = Qp[inv], clipp[inv]
-    return Qp, Wt[n_quant:].copy(), lam, pdiag, terms, clipp, perm
+    out = _PassOutput(Qp, W_tilde[n_quant:].copy(), lam, pdiag, terms, clipp, perm)
+    return out, Psi, W_tilde[:n_quant]
 
 
 def _check_common(W, H, grid, blocksize, route, damp_policy):
     W = _v.as_matrix("W", W)
     H = _v.check_hessian(H, W.shape[0])
+    _check_options(W, grid, blocksize, route, damp_policy)
+    return W, H
+
+
+def _check_options(W, grid, blocksize, route, damp_policy) -> None:
+    """The pass's options, for callers that validated ``W`` and ``H`` themselves."""
     check_grid(grid, W)
     _v.check_int("blocksize", blocksize, low=1)
     if route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
     if damp_policy not in ("raise", "increase"):
         raise ValueError(f"damp_policy must be 'raise' or 'increase'; got {damp_policy!r}")
-    return W, H
 
 
-def gptq(W, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None,
-         blocksize: int = 128, route: str = "cholesky", act_order: bool = False,
-         dead_channels: bool = True, damp_policy: str = "raise") -> GPTQResult:
-    """Quantize ``W`` row by row with error feedback (Alg. 1 of [1], GPTQ of [2]).
-
-    Parameters
-    ----------
-    W : (N, N_out) array_like
-        Weights, rows = input features.
-    H : (N, N) array_like
-        ``X^T X`` (symmetric PSD).
-    grid : Grid
-        Fixed grid (``fit_grid(W, bits)``).
-    damp : float, default 0.01
-        Relative damping ``alpha``: ``lam = alpha * mean(diag H)``.
-    lam : float, optional
-        Absolute damping; overrides ``damp`` (``lam=0`` runs undamped).
-    blocksize : int, default 128
-        Rows per lazy batch; results agree for every block size.
-    route : {"cholesky", "eig"}, default "cholesky"
-        How ``Psi`` is factorised (see :func:`psi_factor`). ``"cholesky"`` raises
-        ``NumericalError`` when ``H_lam`` is numerically singular (smallest
-        eigenvalue ``<= n eps max(e)``; checked only when ``lam`` is too small to
-        guarantee otherwise, so the default damping costs no extra work).
-        ``"eig"`` never fails on a valid ``H``: its **spectral floor** lifts
-        eigenvalues of ``H_lam`` below the rounding level ``tau = n eps max(e)``
-        by the uniform shift ``tau - min(e)`` (at most ``tau`` plus the PSD
-        tolerance of ``H``), i.e. ``lam`` grows by a rounding-sized amount and
-        ``result.lam`` reports the value used, for which every identity holds.
-    act_order : bool, default False
-        Process rows by decreasing ``H_ii`` (reference GPTQ ``act_order``).
-    dead_channels : bool, default True
-        Reference convention for ``H_ii = 0``: set ``H_ii = 1`` and zero ``W``'s row
-        in the working problem (errors should still be evaluated on the original).
-    damp_policy : {"raise", "increase"}, default "raise"
-        On a factorisation failure raise ``NumericalError``, or multiply ``lam``
-        by 10 until ``H + lam I`` factorises (the final value is ``result.lam``).
-
-    Raises
-    ------
-    NumericalError
-        Cholesky failure under ``damp_policy="raise"``, or a pass whose values
-        overflow float64 (inputs near the float limits): never NaN or inf out.
-
-    Returns
-    -------
-    GPTQResult
-    """
-    W, H = _check_common(W, H, grid, blocksize, route, damp_policy)
-    lam = resolve_lam(H, damp, lam)
-    Wd, Hd = _prepare(W, H, dead_channels)
-    Q, _, lam, pdiag, terms, clipped, perm = _run(
-        Wd, Hd, grid, W.shape[0], lam=lam, route=route, blocksize=blocksize,
-        act_order=act_order, damp_policy=damp_policy)
-    return GPTQResult(Q, lam, pdiag, terms, clipped, perm, route)

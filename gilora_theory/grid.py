@@ -73,25 +73,35 @@ class Grid:
         g = np.asarray(rows) // self.groupsize
         return self.step[g], self.zero[g]
 
-    def codes(self, x: np.ndarray, rows=0) -> np.ndarray:
+    def codes(self, x: np.ndarray, rows=0, *, out: np.ndarray | None = None) -> np.ndarray:
         """Integer codes ``clip(round(x / delta) + z, 0, 2^b - 1)`` (unclipped if unbounded).
 
         ``x`` is one row ``(N_out,)`` or a block ``(n, N_out)``; ``rows`` is the
         input-row index (int) or the 1-D array of ``n`` row indices, used only
-        to pick the static group.
+        to pick the static group. ``out`` (float64, ``x``'s shape; may be ``x``
+        itself) receives the codes in place, without temporaries.
         """
         step, zero = self._rows(rows)
-        k = np.round(x / step) + zero
-        return np.clip(k, 0, self.maxq) if self.bounded else k
+        out = np.divide(x, step, out=out)
+        np.rint(out, out=out)                   # np.round's rounding (half to even)
+        out += zero
+        if self.bounded:
+            np.clip(out, 0, self.maxq, out=out)
+        return out
 
-    def quantize(self, x: np.ndarray, rows=0) -> np.ndarray:
+    def quantize(self, x: np.ndarray, rows=0, *, out: np.ndarray | None = None) -> np.ndarray:
         """Nearest alphabet point of every entry: ``quant_j(x)`` of THEORY.md section 2.
 
         A 1-D uniform grid's nearest point is the rounded, then clipped, code,
-        so this is also the exact nearest-point map used by Bid-Up.
+        so this is also the exact nearest-point map used by Bid-Up. ``out``
+        (float64, ``x``'s shape; may be ``x`` itself) receives the result in
+        place: the GPTQ pass and Bid-Up sweep quantize row by row through it.
         """
         step, zero = self._rows(rows)
-        return step * (self.codes(x, rows) - zero)
+        out = self.codes(x, rows, out=out)
+        out -= zero
+        out *= step                             # delta (code - z)
+        return out
 
     def levels(self, column: int, row: int = 0) -> np.ndarray:
         """All ``2^b`` levels of column ``column``'s alphabet (bounded grids only)."""

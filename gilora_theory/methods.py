@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
@@ -40,10 +41,10 @@ from .bidup import refine
 from .branch import QuantizedBranch, quantize_after, quantize_branch
 from .datafree import alternating_fit, coordinate_fit, svd_fit
 from .gilora import _top_eigenvectors, gilora
-from .gptq import gptq
+from .gptq import _check_options, _run_keeping_factors, dead_channel_convention
 from .grid import Grid, clipped_mask, fit_grid
-from .objective import Objective, _evaluate, resolve_lam
-from .olrc import _olrc
+from .objective import Objective, evaluate_validated, objective_from_damped, resolve_lam
+from .olrc import _olrc, _olrc_psi, _psi_certificate
 from .exact import ExactOptimum
 
 __all__ = ["METHODS", "Compression", "compress", "ridge_R", "MethodComparison", "compare_methods"]
@@ -112,8 +113,7 @@ def ridge_R(W, Q, H, L, lam: float) -> np.ndarray:
     """
     W = _v.as_matrix("W", W)
     Q = _v.as_matrix("Q", Q)
-    if Q.shape != W.shape:
-        raise ValueError(f"Q must have W's shape {W.shape}; got {Q.shape}")
+    _v.check_same_shape("Q", Q, "W", W)
     H = _v.check_hessian(H, W.shape[0])
     L = _v.as_matrix("L", L, allow_empty=True)
     if L.shape[0] != W.shape[0]:
@@ -189,16 +189,38 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
     if grid is None:
         grid = fit_grid(W, bits, beta=beta, bounded=not unbounded)
     with np.errstate(over="ignore", invalid="ignore"):
-        Q, L, R, clipped, trace, info = _METHOD_FUNCS[method](
+        made = _Made(*_METHOD_FUNCS[method](
             W, H, grid, r, lam=lam, damp=damp, rounds=rounds, damp_from=damp_from,
-            blocksize=blocksize, route=route, l_bits=l_bits if method == "gilora" else None)
+            blocksize=blocksize, route=route, l_bits=l_bits if method == "gilora" else None))
+    Q, L, R, info = made.Q, made.L, made.R, made.info
     branch, l_grid = None, info.pop("L_grid", None)    # GILoRA's grid of L (l_bits)
     if r > 0 and (l_bits is not None or r_bits is not None):
         branch, info = _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info, l_grid)
         L, R = branch.L, branch.R
+        made = made._replace(damped=None)                # the branch changed: evaluate directly
     _v.check_finite_output(f"method {method!r}", "Rescale W or H.", Q=Q, L=L, R=R)
-    obj = _evaluate(W, Q, L, R, None, H, lam)
-    return Compression(method, Q, L, R, grid, lam, obj, clipped, trace, info, branch)
+    if made.damped is None:
+        obj = evaluate_validated(W, Q, L, R, None, H, lam)
+    else:                                               # loss identity: no product for E
+        obj = objective_from_damped(W, Q, L, R, H, lam, made.damped, made.damped_bound)
+    return Compression(method, Q, L, R, grid, lam, obj, made.clipped, made.trace, info, branch)
+
+
+class _Made(NamedTuple):
+    """What a method function of :data:`_METHOD_FUNCS` returns (a plain 6-tuple in this
+    order is accepted too): the reconstruction ``Q + L R``, the clipped count, the
+    refinement trace (or None) and the ``info`` extras of :class:`Compression`."""
+
+    Q: np.ndarray
+    L: np.ndarray
+    R: np.ndarray
+    clipped: int
+    trace: np.ndarray | None
+    info: dict
+    damped: float | None = None
+    """``E_lam`` of ``Q + L R`` when the pass knows it (loss identity), else None."""
+    damped_bound: float = 0.0
+    """Certified bound on ``|E_lam - damped|`` (see :func:`objective_from_damped`)."""
 
 
 def _empty(W):
@@ -207,12 +229,66 @@ def _empty(W):
 
 def _rtn(W, H, grid, r, **kw):
     Q = grid.quantize(W, np.arange(W.shape[0]))
-    return Q, *_empty(W), int(np.count_nonzero(clipped_mask(grid, W, Q))), None, {}
+    return _Made(Q, *_empty(W), int(np.count_nonzero(clipped_mask(grid, W, Q))), None, {})
 
 
-def _gptq(W, H, grid, r, *, damp, blocksize, route, **kw):
-    res = gptq(W, H, grid, damp=damp, blocksize=blocksize, route=route)
-    return res.Q, *_empty(W), res.n_clipped, None, {"pass_lam": res.lam}
+def _gptq(W, H, grid, r, *, lam, blocksize, route, **kw):
+    """:func:`gilora_theory.gptq.gptq` (same pass and ``Q``) on the validated layer; its
+    ``E_lam = ||E||_F^2`` (loss identity) certified by :func:`gilora_theory.olrc._psi_certificate`."""
+    made, factors = _gptq_with_factors(W, H, grid, lam, blocksize, route)
+    if factors is None or not _psi_route_applies(W.shape, 0):
+        return made               # a dead channel (E_lam of another problem), or a small layer
+    Psi, E, perm = factors
+    _L, _R, value, _a, slack, _EV = _olrc_psi(Psi, E, 0)      # r = 0: value ||E||_F^2
+    cert = _psi_certificate(W, made.Q, H, lam, Psi, E, perm, value, slack)
+    return made._replace(damped=value, damped_bound=cert.upper - cert.lower)
+
+
+def _gptq_with_factors(W, H, grid, lam, blocksize, route):
+    """The GPTQ pass and, when its problem is the layer's own (no dead channel, the same
+    ``lam``), its ``(Psi, E, perm)`` (``W - Q = Psi E`` in processing order), else None."""
+    _check_options(W, grid, blocksize, route, "raise")
+    Wd, Hd = dead_channel_convention(W, H)
+    run, Psi, E = _run_keeping_factors(Wd, Hd, grid, W.shape[0], lam=lam, route=route,
+                                       blocksize=blocksize, act_order=False, damp_policy="raise")
+    made = _Made(run.Q, *_empty(W), int(np.count_nonzero(run.clipped)), None,
+                 {"pass_lam": run.lam})
+    if Wd is not W or run.lam != lam:
+        return made, None
+    return made, (Psi, E, run.perm)
+
+
+def _psi_route_applies(shape: tuple[int, int], r: int) -> bool:
+    """Large layers only (``min(N, N_out) >= 512``, ``64 r <= min``): there the identity saves
+    products; a small layer keeps the reference routes (the same bits as the routines)."""
+    n = min(shape)
+    return n >= 512 and 64 * r <= n
+
+
+PSI_ROUTE_TOL = 1e-10
+"""Largest certified relative width (:class:`gilora_theory.olrc.PsiCertificate`) for which
+``gptq+olrc`` keeps the branch read off GPTQ's ``E``; above it the reference OLrC runs."""
+
+
+def _gptq_olrc(W, H, grid, r, *, lam, blocksize, route, **kw):
+    """GPTQ, then OLrC with no new factorisation: ``M* = Psi T_r(E)`` (Alg. 2 in the pass's
+    coordinates, :func:`gilora_theory.olrc._olrc_psi`), kept when certified to
+    :data:`PSI_ROUTE_TOL`; else (or with a dead channel) the reference OLrC of ``W - Q``."""
+    made, factors = _gptq_with_factors(W, H, grid, lam, blocksize, route)
+    if factors is not None and _psi_route_applies(W.shape, r):
+        Psi, E, perm = factors
+        L_p, R, value, _a, slack, EV = _olrc_psi(Psi, E, r)
+        cert = _psi_certificate(W, made.Q, H, lam, Psi, E, perm, value, slack, EV, R)
+        if cert.relative_width <= PSI_ROUTE_TOL:
+            L = np.empty_like(L_p)
+            L[perm] = L_p
+            info = {**made.info, "olrc_route": "psi", "certified_width": cert.relative_width,
+                    "failure_probability": cert.failure_probability}
+            return made._replace(L=L, R=R, info=info, damped=value,
+                                 damped_bound=cert.upper - cert.lower)
+    del factors
+    L, R = _olrc_fit(W, made.Q, H, r, lam)
+    return made._replace(L=L, R=R, info={**made.info, "olrc_route": "reference"})
 
 
 def _gilora(W, H, grid, r, *, damp, damp_from, blocksize, route, l_bits=None, **kw):
@@ -221,7 +297,7 @@ def _gilora(W, H, grid, r, *, damp, damp_from, blocksize, route, l_bits=None, **
     info = {"pass_lam": res.lam}
     if res.L_grid is not None:
         info["L_grid"] = res.L_grid        # compress takes it out (not a report value)
-    return res.Q, res.L, res.R, res.n_clipped, None, info
+    return _Made(res.Q, res.L, res.R, res.n_clipped, None, info)
 
 
 def _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info, l_grid):
@@ -248,9 +324,9 @@ def _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info, l_grid):
 def _then(first, fit):
     """``first``'s ``Q``, then the branch ``fit(W, Q, H, r, lam) -> (L, R)`` for it."""
     def run(W, H, grid, r, *, lam, **kw):
-        Q, _, _, clipped, _, info = first(W, H, grid, r, lam=lam, **kw)
-        L, R = fit(W, Q, H, r, lam)
-        return Q, L, R, clipped, None, info
+        made = _Made(*first(W, H, grid, r, lam=lam, **kw))
+        L, R = fit(W, made.Q, H, r, lam)
+        return made._replace(L=L, R=R, damped=None)
     return run
 
 
@@ -264,22 +340,22 @@ def _svd_fit(W, Q, H, r, lam):
 
 
 def _gptq_ls(W, H, grid, r, *, lam, **kw):
-    Q, _, _, clipped, _, info = _gptq(W, H, grid, r, **kw)
+    made = _gptq(W, H, grid, r, lam=lam, **kw)
     L = _top_eigenvectors(H, r)
-    return Q, L, _ridge_R(W, Q, H, L, lam), clipped, None, info
+    return made._replace(L=L, R=_ridge_R(W, made.Q, H, L, lam), damped=None)
 
 
 def _refine(W, H, grid, r, *, lam, rounds, **kw):
-    Q, L, R, clipped, _, info = _gilora(W, H, grid, r, **kw)
-    res = refine(W, H, grid, Q, r, L0=L, R0=R, rounds=rounds, lam=lam)
-    return res.Q, res.L, res.R, clipped, res.trace, info
+    made = _gilora(W, H, grid, r, **kw)
+    res = refine(W, H, grid, made.Q, r, L0=made.L, R0=made.R, rounds=rounds, lam=lam)
+    return made._replace(Q=res.Q, L=res.L, R=res.R, trace=res.trace, damped=None)
 
 
 _METHOD_FUNCS = {
     "rtn": _rtn,
     "gptq": _gptq,
     "gilora": _gilora,
-    "gptq+olrc": _then(_gptq, _olrc_fit),
+    "gptq+olrc": _gptq_olrc,
     "gptq+ls": _gptq_ls,
     "rtn+olrc": _then(_rtn, _olrc_fit),
     "gilora+olrc": _then(_gilora, _olrc_fit),

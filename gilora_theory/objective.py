@@ -19,6 +19,7 @@ import scipy.linalg
 from . import _validation as _v
 
 __all__ = ["hessian", "damping", "residual", "layer_error", "Objective", "evaluate",
+           "evaluate_validated", "objective_from_damped", "IDENTITY_TOL",
            "HessianSpectrum", "hessian_spectrum", "resolve_lam"]
 
 
@@ -119,8 +120,7 @@ def layer_error(W, Q, L=None, R=None, *, X=None, H=None, lam: float = 0.0) -> fl
 def _check_factors(W, Q, L, R, X, H):
     W = _v.as_matrix("W", W)
     Q = _v.as_matrix("Q", Q)
-    if Q.shape != W.shape:
-        raise ValueError(f"Q must have W's shape {W.shape}; got {Q.shape}")
+    _v.check_same_shape("Q", Q, "W", W)
     if (L is None) != (R is None):
         raise ValueError("L and R must be given together (or both omitted)")
     if L is not None:
@@ -168,10 +168,16 @@ def evaluate(W, Q, L=None, R=None, *, X=None, H=None, lam: float = 0.0) -> Objec
     """
     W, Q, L, R, X, H = _check_factors(W, Q, L, R, X, H)
     lam = _v.check_float("lam", lam)
-    return _evaluate(W, Q, L, R, X if X is not None else None, H, lam)
+    return evaluate_validated(W, Q, L, R, X, H, lam)
 
 
-def _evaluate(W, Q, L, R, X, H, lam) -> Objective:
+def evaluate_validated(W, Q, L, R, X, H, lam: float) -> Objective:
+    """:func:`evaluate` for inputs a caller has already validated (no checks repeated).
+
+    For library code that validated ``W``, ``Q`` (same shape), ``L``, ``R``
+    (``(N, r)``, ``(r, N_out)`` or both None), exactly one of ``X`` / ``H`` and
+    ``lam >= 0`` once at its own public boundary (positional, in this order).
+    """
     with np.errstate(over="ignore", invalid="ignore"):
         D = residual(W, Q, L, R)
         if X is not None:
@@ -179,6 +185,11 @@ def _evaluate(W, Q, L, R, X, H, lam) -> Objective:
         else:
             E, ref = _trace_quad(H, D), _trace_quad(H, W)
         damped = E + lam * float(np.sum(D * D))
+    return _objective(W, X, H, E, damped, ref, lam)
+
+
+def _objective(W, X, H, E: float, damped: float, ref: float, lam: float) -> Objective:
+    """The :class:`Objective` from ``E``, ``E_lam`` and ``ref = ||X W||^2`` (NaN-free)."""
     _v.check_finite_output("the layer error", "Rescale W (and Q, L R) or X / H.",
                            error=E, damped_error=damped, reference=ref)
     if ref > 0:
@@ -187,6 +198,36 @@ def _evaluate(W, Q, L, R, X, H, lam) -> Objective:
         _check_underflow(W, X, H)
         rel = 0.0 if E == 0 else float("inf")
     return Objective(E, damped, rel, lam)
+
+
+IDENTITY_TOL = 1e-10
+"""Largest certified relative error of ``E`` for which :func:`objective_from_damped` keeps
+the identity ``E = E_lam - lam ||D||_F^2`` instead of the direct product."""
+
+
+def objective_from_damped(W, Q, L, R, H, lam: float, damped: float, damped_error_bound: float,
+                          *, tol: float = IDENTITY_TOL) -> Objective:
+    """The :class:`Objective` of ``Q + L R`` when a pass already knows ``E_lam`` (loss identity).
+
+    ``E = E_lam - lam ||D||_F^2`` costs ``O(N N_out r)`` instead of a product with
+    ``H``. It cancels when ``lam ||D||^2`` is close to ``E_lam``: with
+    ``|E_lam - damped| <= damped_error_bound`` (a certified bound from the pass)
+    and the sum ``||D||^2`` exact to ``N N_out eps`` relatively, ``E`` is off by
+    at most ``b = damped_error_bound + N N_out eps lam ||D||^2``. It is used when
+    ``b <= tol E``; otherwise ``E`` comes from the direct product
+    (:func:`evaluate_validated`). ``||X W||^2`` (the relative error's reference)
+    is one product with ``H`` either way. Validated inputs (as :func:`evaluate_validated`).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        D = residual(W, Q, L, R)
+        shrink = lam * float(np.sum(D * D))
+        E = damped - shrink
+        bound = damped_error_bound + D.size * np.finfo(np.float64).eps * shrink
+    if not (np.isfinite(E) and E > 0 and bound <= tol * E):
+        return evaluate_validated(W, Q, L, R, None, H, lam)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ref = _trace_quad(H, W)
+    return _objective(W, None, H, E, damped, ref, lam)
 
 
 def _check_underflow(W, X, H) -> None:

@@ -26,6 +26,7 @@ def test_smoke_run_writes_table_figure_and_results(tmp_path, capsys):
     assert status == 0
     out = capsys.readouterr().out
     assert "flop rate" in out and "row-by-row" in out and "targets met:" in out
+    assert "gptq+olrc" in out and "randomized-SVD" in out and "exceeds the exact optimum" in out
     res = json.loads((tmp_path / "bench_results.json").read_text())
     names = [t["name"] for t in res["targets"]]
     assert any("peak RSS" in n for n in names) and any("exact r=1" in n for n in names)
@@ -81,3 +82,20 @@ def test_partial_olrc_matches_the_full_svd():
     assert np.max(np.abs(M - Mp)) <= 64 * n * EPS / gap * np.max(np.abs(M))
     with pytest.raises(ValueError, match="svd must be one of"):
         olrc(layer.W, Q, layer.H, r, lam=layer.lam, spectrum=layer.spec, svd="randomized")
+
+
+def test_llm_sized_layer_runner_on_a_tiny_shape():
+    """The LLM-sized targets (issue 15, target 5) run end to end; tiny here, never timed."""
+    targets = bench.llm_layers([(48, 16)], r=4)
+    names = [t.name for t in targets]
+    assert names[0].startswith("48x16 peak RSS") and len(targets) == 4
+    assert all(np.isfinite(t.ratio) and t.ratio > 0 for t in targets)
+
+
+def test_randomized_olrc_is_never_below_the_exact_optimum():
+    layer = bench.make_layer(80, 60, bits=3, spectrum=False)
+    Q = gptq(layer.W, layer.H, layer.grid, lam=layer.lam).Q
+    exact = olrc(layer.W, Q, layer.H, 4, lam=layer.lam, svd="full").value
+    approx = bench.randomized_olrc(layer.W, Q, layer.H, layer.lam, 4)
+    assert approx >= exact * (1 - 64 * 80 * EPS)
+    assert approx <= exact * 1.5                         # a sensible approximation

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import reference as ref
 from gilora_theory import (Grid, bid_up, check_bidup_argmin, check_monotone, fit_grid, gilora,
-                           refine)
+                           olrc, refine)
 from gilora_theory.testing.budget import scaled
 from gilora_theory.testing.strategies import SPECTRA, Layer, make_calibration
 
@@ -180,3 +180,44 @@ def test_sweep_agrees_with_brute_force_reference(case):
         Q_alt_ref = np.vstack([res.Q[:i], Q_ref[i:i + 1], Q0[i + 1:]])
         scale = np.linalg.norm(G, 2) * (np.linalg.norm(T) + np.linalg.norm(Q0)) ** 2
         assert abs(f(G, T, Q_alt) - f(G, T, Q_alt_ref)) <= 64 * T.shape[0] * EPS * scale
+
+
+# ---------------------------------------------------------------- the definition and its fast form
+
+@pytest.mark.parametrize("N, N_out, r, rounds", [(12, 9, 2, 2), (40, 30, 3, 1), (512, 512, 8, 2)])
+def test_refine_is_the_papers_loop(N, N_out, r, rounds):
+    """refine (carried gradients, Gram route at N = 512) against refine_loop (the definition)."""
+    from gilora_theory.bidup import refine_loop
+    rng = np.random.default_rng(N)
+    X = rng.standard_normal((N + 20, N)) @ np.diag(np.linspace(0.3, 2.0, N))
+    H, W = X.T @ X, rng.standard_normal((N, N_out))
+    grid = fit_grid(W, 3)
+    g = gilora(W, H, grid, r)
+    loop = refine_loop(W, H, grid, g.Q, r, L0=g.L, R0=g.R, rounds=rounds)
+    fast = refine(W, H, grid, g.Q, r, L0=g.L, R0=g.R, rounds=rounds)
+    assert np.array_equal(fast.Q, loop.Q) and fast.steps == loop.steps
+    np.testing.assert_allclose(fast.trace, loop.trace, rtol=1e3 * N * EPS)
+    a = olrc(W, loop.Q, H, r, svd="full").singular_values
+    gap = (a[r - 1] ** 2 - a[r] ** 2) / a[0] ** 2              # branch sensitivity (Wedin)
+    M = loop.L @ loop.R
+    assert np.max(np.abs(fast.L @ fast.R - M)) <= 64 * N * EPS / gap * np.abs(M).max()
+    assert np.all(np.diff(loop.trace) <= 64 * N * EPS * loop.trace[0])
+    if rounds > 1:               # negative: one round fewer is a different run
+        short = refine_loop(W, H, grid, g.Q, r, L0=g.L, R0=g.R, rounds=rounds - 1)
+        assert len(short.trace) != len(fast.trace)
+
+
+def test_the_lazy_batch_sweep_is_the_row_by_row_sweep():
+    from gilora_theory.bidup import _bid_up_sweep_loop, _sweep
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((80, 50))
+    G = X.T @ X + 0.1 * np.eye(50)
+    W = rng.standard_normal((50, 20))
+    grid = fit_grid(W, 2)
+    T, Q0 = W - 0.05, grid.quantize(W, np.arange(50))
+    want = _bid_up_sweep_loop(T, Q0, G, grid)
+    for blocksize in (1, 8, 128):
+        Q = Q0.copy()
+        _sweep(T, Q, G, G @ (T - Q), grid, blocksize)
+        np.testing.assert_array_equal(Q, want)
+    assert not np.array_equal(want, Q0)                        # the sweep moved something

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from gilora_theory import bidup, fit_grid, gptq, hessian_spectrum, olrc, refine
+from gilora_theory import bidup, evaluate, fit_grid, gptq, hessian_spectrum, olrc, refine
 from gilora_theory._krylov import top_eigenpairs_explicit
 from gilora_theory.bidup import _bid_up, _moves_matrix, _round, _times
 from gilora_theory.olrc import _gram_route, _olrc
@@ -228,8 +228,136 @@ def test_compress_then_olrc_reaches_the_optimum_on_a_large_layer(layer512):
     from gilora_theory import compress
     layer, Q, _ = layer512
     res = compress(layer.W, layer.H, "gptq+olrc", 3, 8, grid=layer.grid)
-    assert np.array_equal(res.Q, Q)
+    assert np.array_equal(res.Q, Q) and res.info["olrc_route"] == "psi"
     full = olrc(layer.W, Q, layer.H, 8, lam=res.lam, spectrum=layer.spec, svd="full")
     D = layer.W - res.Q - res.L @ res.R
     value = float(np.sum(D * ((layer.H + res.lam * np.eye(512)) @ D)))
     assert abs(value - full.value) <= 1e3 * 512 * EPS * full.value
+
+
+# ---------------------------------------------------------------- OLrC after GPTQ from Psi and E
+
+def _layer(N, N_out, seed, dead=False):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N + 30, N)) @ np.diag(np.geomspace(3.0, 0.05, N))
+    if dead:
+        X[:, 1] = 0.0
+    W = rng.standard_normal((N, N_out))
+    return W, X.T @ X, fit_grid(W, 3)
+
+
+@pytest.mark.parametrize("N, N_out, r, seed", [(6, 4, 1, 0), (9, 12, 3, 1), (40, 25, 5, 2),
+                                               (130, 90, 8, 3)])
+def test_olrc_from_gptqs_E_equals_the_reference_olrc(N, N_out, r, seed, monkeypatch):
+    """M* = Psi T_r(E) against Alg. 2 through eig(H) (independent route), to eps-derived tolerance."""
+    from gilora_theory import compress
+    monkeypatch.setattr(sys.modules["gilora_theory.methods"], "_psi_route_applies",
+                        lambda shape, r: True)            # the route on small layers too
+    W, H, grid = _layer(N, N_out, seed)
+    c = compress(W, H, "gptq+olrc", 3, r, grid=grid)
+    assert c.info["olrc_route"] == "psi" and c.info["certified_width"] <= 1e-10
+    g = compress(W, H, "gptq", 3, grid=grid)                   # E_lam by the loss identity
+    direct = evaluate(W, g.Q, H=H, lam=g.lam)
+    assert abs(g.objective.error - direct.error) <= 64 * N * EPS * direct.damped_error
+    ref = olrc(W, c.Q, H, r, lam=c.lam, svd="full")
+    assert abs(c.objective.damped_error - ref.value) <= 64 * N * EPS * ref.value
+    a = ref.singular_values
+    gap = (a[r - 1] ** 2 - a[r] ** 2) / a[0] ** 2
+    M = ref.L @ ref.R
+    assert np.max(np.abs(c.L @ c.R - M)) <= 64 * N * EPS / gap * np.abs(M).max()
+
+
+def test_act_order_permutes_psi_and_the_branch_follows():
+    from gilora_theory.gptq import _run_keeping_factors
+    from gilora_theory.olrc import _olrc_psi, _psi_certificate
+    W, H, grid = _layer(50, 30, 4)
+    lam = 0.01 * float(np.mean(np.diag(H)))
+    run, Psi, E = _run_keeping_factors(W, H, grid, 50, lam=lam, route="cholesky", blocksize=16,
+                                       act_order=True, damp_policy="raise")
+    assert not np.array_equal(run.perm, np.arange(50))
+    L_p, R, value, _a, slack, EV = _olrc_psi(Psi, E, 4)
+    cert = _psi_certificate(W, run.Q, H, lam, Psi, E, run.perm, value, slack, EV, R)
+    L = np.empty_like(L_p)
+    L[run.perm] = L_p
+    ref = olrc(W, run.Q, H, 4, lam=lam, svd="full")
+    assert cert.lower <= ref.value * (1 + 64 * 50 * EPS) and ref.value <= cert.upper
+    D = W - run.Q - L @ R
+    F = float(np.sum(D * ((H + lam * np.eye(50)) @ D)))
+    assert abs(F - ref.value) <= 64 * 50 * EPS * ref.value
+    wrong = np.empty_like(L_p)                         # negative: forgetting the permutation
+    wrong[np.arange(50)] = L_p
+    Dw = W - run.Q - wrong @ R
+    assert float(np.sum(Dw * ((H + lam * np.eye(50)) @ Dw))) > ref.value * 1.01
+
+
+def test_a_dead_channel_falls_back_to_the_reference_olrc():
+    from gilora_theory import compress
+    W, H, grid = _layer(20, 10, 5, dead=True)
+    c = compress(W, H, "gptq+olrc", 3, 2, grid=grid)
+    assert c.info["olrc_route"] == "reference"
+    ref = olrc(W, c.Q, H, 2, lam=c.lam, svd="full")
+    assert abs(c.objective.damped_error - ref.value) <= 64 * 20 * EPS * ref.value
+
+
+def test_negative_the_certificate_rejects_a_wrong_factor_or_wrong_E():
+    """A Psi that does not invert H_lam, or an E that is not the pass's, is not certified."""
+    from gilora_theory.gptq import _run_keeping_factors
+    from gilora_theory.olrc import _olrc_psi, _psi_certificate
+    W, H, grid = _layer(40, 25, 6)
+    lam = 0.01 * float(np.mean(np.diag(H)))
+    run, Psi, E = _run_keeping_factors(W, H, grid, 40, lam=lam, route="cholesky", blocksize=8,
+                                       act_order=False, damp_policy="raise")
+
+    def width(Psi, E):
+        _L, R, value, _a, slack, EV = _olrc_psi(Psi, E, 3)
+        return _psi_certificate(W, run.Q, H, lam, Psi, E, run.perm, value, slack, EV,
+                                R).relative_width
+
+    assert width(Psi, E) <= 1e-10
+    assert width(Psi * (1 + 1e-6), E) > 1e-10
+    bad_E = E.copy()
+    bad_E[3] *= 1.001
+    assert width(Psi, bad_E) > 1e-10
+
+
+def test_objective_from_the_loss_identity_and_its_fallback():
+    """E = E_lam - lam ||D||^2 against the direct product; a loose bound falls back to it."""
+    from gilora_theory.objective import evaluate_validated, objective_from_damped
+    W, H, grid = _layer(30, 20, 7)
+    Q = grid.quantize(W, np.arange(30))
+    lam = 0.5
+    direct = evaluate_validated(W, Q, None, None, None, H, lam)
+    ident = objective_from_damped(W, Q, None, None, H, lam, direct.damped_error, 0.0)
+    assert abs(ident.error - direct.error) <= 64 * 30 * 20 * EPS * direct.damped_error
+    assert ident.relative_error == pytest.approx(direct.relative_error, rel=64 * 30 * EPS)
+    loose = objective_from_damped(W, Q, None, None, H, lam, direct.damped_error,
+                                  1e-3 * direct.damped_error)          # cancellation feared
+    assert loose == direct
+    wrong = objective_from_damped(W, Q, None, None, H, lam, 2 * direct.damped_error, 0.0)
+    assert wrong.error > 1.5 * direct.error          # negative: the identity trusts its input
+
+
+def test_olrc_given_q_takes_the_certified_cholesky_route(layer512, monkeypatch):
+    """OLrC given Q, no spectrum (issue 15, target 3): Psi = C^{-T}, E = C^T D; and its fallback."""
+    olrc_module = sys.modules["gilora_theory.olrc"]
+    layer, Q, G = layer512
+    r = 8
+    full = olrc(layer.W, Q, layer.H, r, lam=layer.lam, spectrum=layer.spec, svd="full")
+    used = []
+    real = olrc_module._olrc_cholesky
+    monkeypatch.setattr(olrc_module, "_olrc_cholesky", lambda *a: used.append(1) or real(*a))
+    part = olrc(layer.W, Q, layer.H, r, lam=layer.lam, svd="partial")
+    assert used and part.singular_values.shape == (r,)
+    assert abs(part.value - full.value) <= 64 * 512 * EPS * full.value
+    D = layer.W - Q - part.L @ part.R
+    assert abs(float(np.sum(D * (G @ D))) - full.value) <= 64 * 512 * EPS * full.value
+    a = full.singular_values
+    gap = (a[r - 1] ** 2 - a[r] ** 2) / a[0] ** 2
+    M = full.L @ full.R
+    assert np.max(np.abs(part.L @ part.R - M)) <= 64 * 512 * EPS / gap * np.abs(M).max()
+    # negative: an uncertified answer is refused and the Gram route answers instead
+    monkeypatch.setattr(olrc_module, "_psi_certificate", lambda *a, **k: olrc_module.PsiCertificate(
+        0.0, 0.0, np.inf, 1.0, 1.0, 0.0))
+    assert real(layer.W - Q, layer.H, r, layer.lam) is None
+    other = olrc(layer.W, Q, layer.H, r, lam=layer.lam, svd="partial")
+    assert abs(other.value - full.value) <= 64 * 512 * EPS * full.value

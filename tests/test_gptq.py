@@ -193,3 +193,39 @@ def test_agrees_with_reference(case):
     if ref_rel_den > 0:
         rel_tol = 128 * W.shape[0] * EPS * scale / ref_rel_den * (1 + obj.relative_error)
         assert abs(obj.relative_error - E_ref / ref_rel_den) <= rel_tol
+
+
+# ---------------------------------------------------------------- the definition and its fast form
+
+@pytest.mark.parametrize("N, N_out, bits, seed", [(1, 3, 2, 0), (23, 7, 3, 1), (150, 40, 4, 2)])
+def test_the_blocked_pass_is_the_row_by_row_definition_bit_for_bit(N, N_out, bits, seed):
+    from gilora_theory.gptq import gptq_loop
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((2 * N + 5, N)) @ np.diag(np.linspace(0.2, 2.0, N))
+    H, W = X.T @ X, rng.standard_normal((N, N_out))
+    grid = fit_grid(W, bits)
+    loop = gptq_loop(W, H, grid)
+    for blocksize in (1, 7, 128):
+        fast = gptq(W, H, grid, blocksize=blocksize)
+        assert fast.Q.tobytes() == loop.Q.tobytes()          # identical bits, zeros' sign too
+        np.testing.assert_allclose(fast.step_terms, loop.step_terms, rtol=64 * N * EPS,
+                                   atol=64 * N * EPS * loop.step_terms.max())
+        np.testing.assert_array_equal(fast.clipped, loop.clipped)
+
+
+def test_the_pass_leaves_E_in_W_tildes_memory_and_W_minus_Q_is_Psi_E():
+    """``W - Q = Psi E`` (the identity of Alg. 1) for the E the pass returns, with act-order."""
+    from gilora_theory.gptq import _run_keeping_factors
+    rng = np.random.default_rng(3)
+    N, N_out = 60, 11
+    X = rng.standard_normal((90, N))
+    H, W = X.T @ X, rng.standard_normal((N, N_out))
+    grid = fit_grid(W, 3)
+    for act in (False, True):
+        run, Psi, E = _run_keeping_factors(W, H, grid, N, lam=0.1, route="cholesky",
+                                           blocksize=16, act_order=act, damp_policy="raise")
+        D = (W - run.Q)[run.perm]
+        scale = np.abs(Psi).sum(axis=1).max() * np.abs(E).max() + np.abs(W).max()
+        assert np.max(np.abs(D - Psi @ E)) <= 64 * N * EPS * scale
+        np.testing.assert_allclose(np.sum(E * E, axis=1), run.step_terms, rtol=64 * EPS)
+        assert np.max(np.abs(D - Psi @ (E[::-1]))) > 1e-3          # negative: the order matters

@@ -40,12 +40,12 @@ import pandas as pd
 
 from .. import _validation as _v
 from ..bidup import refine
-from ..branch import QuantizedBranch, _after, gilora_branch
+from ..branch import QuantizedBranch, gilora_branch, quantize_after_validated as _after
 from ..datafree import alternating_fit, coordinate_fit, svd_fit
 from ..gilora import gilora
 from ..gptq import gptq
 from ..grid import clipped_mask, fit_grid
-from ..objective import _evaluate, damping, hessian_spectrum
+from ..objective import damping, evaluate_validated as _evaluate, hessian_spectrum
 from ..olrc import olrc
 from ..storage import storage, storage_of
 from ..upper_bounds import bound_chain
