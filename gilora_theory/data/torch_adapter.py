@@ -44,6 +44,7 @@ import argparse
 import copy
 import glob
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -297,6 +298,11 @@ class LowRankBranch(torch.nn.Module):
         self.register_buffer("L", L)
         self.register_buffer("R", R)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The base layer's weight ``Q`` (models that read ``module.weight.dtype`` keep working)."""
+        return self.base.weight
+
     def forward(self, x):  # noqa: D102
         y = self.base(x)
         if not isinstance(self.base, torch.nn.Conv2d):
@@ -307,10 +313,12 @@ class LowRankBranch(torch.nn.Module):
 
 
 def _set_weight(module, M: np.ndarray) -> None:
+    """Give ``module`` its own weight ``M`` (paper convention). A weight tied to another
+    parameter (e.g. GPT-2's output head and token embedding) is untied first, so the
+    other use keeps the original values."""
     w = module.weight
-    t = torch.as_tensor(M if _is_conv1d(module) else M.T).reshape(w.shape).to(w.device, w.dtype)
-    with torch.no_grad():
-        w.copy_(t)
+    t = torch.as_tensor(M if _is_conv1d(module) else M.T).reshape(w.shape).to(w.device, w.dtype).contiguous()
+    module.weight = torch.nn.Parameter(t, requires_grad=w.requires_grad)
 
 
 def reconstructed(model: torch.nn.Module, parts: dict, *, branch: bool = False) -> torch.nn.Module:
@@ -325,6 +333,7 @@ def reconstructed(model: torch.nn.Module, parts: dict, *, branch: bool = False) 
     branch : bool, default False
         False: merge ``Q + L R`` into the weight (in the weight's dtype).
         True: weight ``Q`` plus a :class:`LowRankBranch` computing ``(x L) R``.
+        Tied weights are untied: only the named layer changes.
     """
     new = copy.deepcopy(model)
     layers = linear_layers(new)
@@ -873,11 +882,15 @@ def _settings(loaded: LoadedModel, sequences: int, seq_len: int, batch_size: int
 
 def model_batches(loaded: LoadedModel, *, sequences: int, seq_len: int, part: str = "calibration",
                   batch_size: int = 16, text: str | None = None) -> list:
-    """:func:`token_batches` for a text model, :func:`image_batches` for a vision model."""
+    """:func:`token_batches` for a text model (``token_type_ids`` only if the model's
+    ``forward`` names them), :func:`image_batches` for a vision model."""
     if loaded.tokenizer is None:
         return image_batches(loaded.model.config, images=sequences, part=part, batch_size=batch_size)
-    return token_batches(loaded.tokenizer, sequences=sequences, seq_len=seq_len, part=part,
-                         batch_size=batch_size, text=text)
+    batches = token_batches(loaded.tokenizer, sequences=sequences, seq_len=seq_len, part=part,
+                            batch_size=batch_size, text=text)
+    if "token_type_ids" in inspect.signature(loaded.model.forward).parameters:
+        return batches
+    return [{k: v for k, v in b.items() if k != "token_type_ids"} for b in batches]
 
 
 def extract_model(model: str, out, *, sequences: int = 128, seq_len: int = 128,
