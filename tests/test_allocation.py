@@ -149,3 +149,46 @@ def test_allocation_json_round_trips_the_choice(toy, measured):
     a = al.solve(measured, 7.0)
     doc = json.loads(json.dumps(al.allocation_json(a, measured.shapes)))
     assert [tuple(v[k] for k in ("bits", "rank")) for v in doc["layers"].values()] == list(a.choice)
+
+
+@pytest.fixture(scope="module")
+def c16_data():
+    from gilora_theory.experiments.paper import PaperData
+    layers = tuple(synthetic_layers(("power_law", "outliers", "isotropic"), m=96, N=64, N_out=48, rng=3))
+    return PaperData(layers, quick=True, seed=3)
+
+
+def test_c16_reports_the_three_rules_within_budget(c16_data):
+    from gilora_theory.experiments.paper import c16_allocation
+    res = c16_allocation(c16_data, budgets=(3.0, 4.0, 5.0))
+    assert res.verdict == "REPORT", res.summary
+    df = res.table
+    assert set(df.rule) == {"bound", "measured", "uniform"} and df.within_budget.all()
+    E = df.pivot(index="budget", columns="rule", values="layer_error_sum")
+    assert (E["measured"] <= E[["bound", "uniform"]].min(axis=1) * (1 + 1e-12)).all()
+    assert res.metrics["median_h_ratio"] is not None and "recovered" in res.summary
+
+
+def test_c16_fails_a_solver_that_ignores_the_budget(c16_data):
+    from gilora_theory.experiments.paper import c16_allocation
+    res = c16_allocation(c16_data, budgets=(3.0, 4.0), solve_fn=lambda s, B: al.solve(s, 2 * B))
+    assert res.verdict == "FAIL" and res.metrics["over_budget"] > 0
+
+
+def test_c16_fails_a_solver_that_is_not_optimal(c16_data):
+    """A 'solver' answering with the uniform choice is beaten by the bound rule or caught."""
+    from gilora_theory.experiments.paper import c16_allocation
+
+    def lazy(surface, B):
+        u = al.uniform_choice(surface, B)
+        return u if surface.kind == "measured" else al.solve(surface, B)
+    res = c16_allocation(c16_data, budgets=(3.0, 4.0, 5.0), solve_fn=lazy)
+    assert res.verdict == "FAIL" and res.metrics["measured_beaten"] > 0
+
+
+def test_allocation_figure_draws_one_line_per_rule(c16_data):
+    from gilora_theory.experiments.paper import c16_allocation
+    from gilora_theory.experiments.plotting import plot_allocation
+    res = c16_allocation(c16_data, budgets=(3.0, 4.0))
+    fig = plot_allocation(res.figure_data)
+    assert len(fig.axes[0].get_lines()) == 3

@@ -49,7 +49,7 @@ from ..storage import storage
 from ..upper_bounds import factorised_bound
 
 __all__ = ["RULES", "Surface", "error_surface", "Allocation", "solve", "allocate",
-           "uniform_choice", "recount_bits", "allocation_json"]
+           "uniform_choice", "surface_error", "fits", "recount_bits", "allocation_json"]
 
 RULES = ("bound", "measured", "uniform")
 DEFAULT_BITS = (2, 3, 4, 5)
@@ -340,6 +340,27 @@ def allocate(layers, budget: float, *, by: str = "bound", bits=DEFAULT_BITS, ran
     if by == "uniform":
         return uniform_choice(surface, budget)
     return solve(surface, budget, resolution=resolution)
+
+
+def surface_error(surface: Surface, choice) -> float:
+    """``sum_l e_l(b_l, r_l)`` of an allocation's ``choice`` (capped ranks) on ``surface``."""
+    total = 0.0
+    for i, (pick, shape) in enumerate(zip(choice, surface.shapes)):
+        ks = [k for k, (b, r) in enumerate(surface.candidates) if (b, min(r, *shape)) == tuple(pick)]
+        if not ks:
+            raise ValueError(f"choice {tuple(pick)} of layer {surface.names[i]!r} is not a candidate "
+                             f"of the surface ({surface.candidates})")
+        total += float(surface.error[i, ks[0]])
+    return total
+
+
+def fits(surface: Surface, choice, budget: float, *, resolution: int = 1) -> bool:
+    """Whether ``choice`` fits ``budget`` with costs rounded up to ``resolution``-bit units,
+    i.e. is feasible for the dynamic programme of :func:`solve` at that resolution."""
+    capacity = math.floor(budget * surface.n_weights) // resolution
+    units = [-(-storage(N, M, bits=b, rank=r).total // resolution)
+             for (N, M), (b, r) in zip(surface.shapes, choice)]
+    return sum(units) <= capacity
 
 
 def recount_bits(shapes, choice) -> int:
