@@ -864,12 +864,16 @@ def read_text(path) -> str:
         raise ValueError(f"text file {str(path)!r} must be UTF-8 text ({exc})") from None
 
 
+def _sizes(sequences: int, seq_len: int, batch_size: int) -> tuple:
+    """Validated ``sequences``, ``seq_len``, ``batch_size`` (before any model is loaded)."""
+    return (_v.check_int("sequences", sequences, low=1), _v.check_int("seq_len", seq_len, low=3, high=512),
+            _v.check_int("batch_size", batch_size, low=1))
+
+
 def _settings(loaded: LoadedModel, sequences: int, seq_len: int, batch_size: int,
               text: str | None) -> dict:
     """What determines an extracted ``H`` (compared when resuming)."""
-    sequences = _v.check_int("sequences", sequences, low=1)
-    seq_len = _v.check_int("seq_len", seq_len, low=3, high=512)
-    batch_size = _v.check_int("batch_size", batch_size, low=1)
+    sequences, seq_len, batch_size = _sizes(sequences, seq_len, batch_size)
     if loaded.tokenizer is None:
         data = {"images": "Gaussian noise, default_rng(0)"}
     elif text is None:
@@ -902,8 +906,9 @@ def extract_model(model: str, out, *, sequences: int = 128, seq_len: int = 128,
     (shared-input groups), ``n_samples`` (most rows of a layer), ``text_sha256``
     (None for images), ``sequences``, ``seq_len``.
     """
-    loaded = load_model(model)
+    _sizes(sequences, seq_len, batch_size)
     body = None if text is None else read_text(text)
+    loaded = load_model(model)
     settings = _settings(loaded, sequences, seq_len, batch_size, body)
     batches = model_batches(loaded, sequences=sequences, seq_len=seq_len, batch_size=batch_size,
                             text=body)
@@ -942,10 +947,11 @@ def evaluate_model(model: str, method: str, bits: int | None = None, rank: int =
     alloc = None if allocation is None else read_allocation(allocation)
     if alloc is None and bits is None:
         raise ValueError("bits must be given unless an allocation file is")
-    loaded = load_model(model)
-    body = None if text is None else read_text(text)
-    settings = _settings(loaded, sequences, seq_len, 16, body)
+    _sizes(sequences, seq_len, 16)
     _v.check_int("heldout", heldout, low=1)
+    body = None if text is None else read_text(text)
+    loaded = load_model(model)
+    settings = _settings(loaded, sequences, seq_len, 16, body)
     calib = model_batches(loaded, sequences=sequences, seq_len=seq_len, text=body)
     held = model_batches(loaded, sequences=heldout, seq_len=seq_len, part="heldout", text=body)
     res = model_error(loaded.model, calib, held, method, bits, rank, damp=damp, branch=branch,
