@@ -192,3 +192,11 @@ def test_allocation_figure_draws_one_line_per_rule(c16_data):
     res = c16_allocation(c16_data, budgets=(3.0, 4.0))
     fig = plot_allocation(res.figure_data)
     assert len(fig.axes[0].get_lines()) == 3
+
+
+def test_allocate_measured_end_to_end_equals_brute_force(toy, measured):
+    budget = 6.5
+    a = al.allocate(toy, budget, by="measured", bits=BITS, ranks=RANKS, resolution=1)
+    best, combo = _brute_force(measured, budget)
+    assert a.predicted_error == pytest.approx(best, rel=1e-12)
+    assert al.surface_error(measured, a.choice) == a.predicted_error  # ties may pick another combo

@@ -221,3 +221,17 @@ def test_bad_model_folder_and_allocation_are_one_line_errors(tmp_path, capsys, f
                      "--allocation", str(bad), "--sequences", "2", "--seq-len", "8"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "allocation" in err
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_perplexity_matches_the_models_own_loss(arch, folders):
+    """Independent route: transformers' shifted cross-entropy (``labels=input_ids``), one batch."""
+    loaded = ta.load_model(str(folders[arch]))
+    batch = ta.model_batches(loaded, sequences=3, seq_len=12, batch_size=3, text=_TEXT)[0]
+    with torch.no_grad():
+        loss = loaded.model(**batch, labels=batch["input_ids"]).loss.double()
+    ppl = ta.perplexity_of(loaded.model, [batch])
+    assert ppl == pytest.approx(float(torch.exp(loss)), rel=64 * _EPS32)
+    padded = dict(batch, attention_mask=batch["attention_mask"].clone())
+    padded["attention_mask"][0, 6:] = 0  # masked positions leave the average: it changes
+    assert ta.perplexity_of(loaded.model, [padded]) != ppl
