@@ -212,7 +212,9 @@ def capture(model: torch.nn.Module, batches, *, names=None, share_inputs: bool =
     model : torch.nn.Module
         Run in eval mode under ``torch.no_grad()`` (its mode is restored).
     batches : iterable
-        Each item is a dict of keyword arguments for ``model`` or a tensor.
+        Each item is a dict of keyword arguments for ``model`` or a tensor. A
+        dict's ``attention_mask`` (B, T) removes padded positions from ``H`` and
+        from the row count (:func:`input_rows`).
     names : iterable of str, optional
         Layers to hook (default: all of :func:`linear_layers`).
     share_inputs : bool, default True
