@@ -235,3 +235,18 @@ def test_perplexity_matches_the_models_own_loss(arch, folders):
     padded = dict(batch, attention_mask=batch["attention_mask"].clone())
     padded["attention_mask"][0, 6:] = 0  # masked positions leave the average: it changes
     assert ta.perplexity_of(loaded.model, [padded]) != ppl
+
+
+def test_c16_model_metrics_path_on_a_tiny_bert(folders):
+    """C16's model-level step (compress, merge, output shift) on a tiny model: 16 bits barely
+    move the outputs, 2 bits move them more."""
+    from gilora_theory.experiments import paper
+    loaded = ta.load_model(str(folders["bert"]))
+    calib = ta.model_batches(loaded, sequences=4, seq_len=12, text=_TEXT)
+    held = ta.model_batches(loaded, sequences=12, seq_len=12, part="heldout", text=_TEXT)
+    layers = ta.layers_from_capture(loaded.model, ta.capture(loaded.model, calib))
+    live = (ta, loaded.model, held)
+    fine = paper._c16_model_metrics(live, layers, [(16, 0)] * len(layers), {})
+    coarse = paper._c16_model_metrics(live, layers, [(2, 0)] * len(layers), {})
+    assert fine["hidden_relative_error"] < 1e-6 < coarse["hidden_relative_error"]
+    assert fine["neighbour_overlap"] == 1.0 and 0 <= coarse["neighbour_overlap"] <= 1

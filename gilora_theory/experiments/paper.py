@@ -844,10 +844,11 @@ def _c16_model_metrics(live, layers, choice, memo) -> dict:
     ta, model, held = live
     parts = {}
     for lay, (b, r) in zip(layers, choice):
-        if (lay.name, b, r) not in memo:
+        if (lay.name, b, r) not in memo:  # merged Q + L R in the model's float32
             c = compress(lay.W, lay.H, "gilora", b, r)
-            memo[lay.name, b, r] = (c.Q, c.L, c.R)
-        parts[lay.name] = memo[lay.name, b, r]
+            memo[lay.name, b, r] = (c.Q + c.L @ c.R).astype(np.float32)
+        M = memo[lay.name, b, r]
+        parts[lay.name] = (M, np.zeros((M.shape[0], 0)), np.zeros((0, M.shape[1])))
     s = ta.output_shift(model, ta.reconstructed(model, parts), held)
     return {"hidden_relative_error": s.hidden_relative_error, "embedding_cosine": s.embedding_cosine,
             "neighbour_overlap": s.neighbour_overlap}
@@ -893,8 +894,9 @@ def c16_allocation(data: PaperData, *, budgets=_C16_BUDGETS, solve_fn=None) -> C
     bits, ranks = ((2, 3, 4), (0, 16)) if data.quick else ((2, 3, 4, 5), (0, 8, 16, 32, 64))
     bound = al.error_surface(layers, by="bound", bits=bits, ranks=ranks)
     measured = al.error_surface(layers, by="measured", bits=bits, ranks=ranks)
-    rows, memo, broken, skipped = [], {}, [], []
+    rows, skipped = [], []
     for B in budgets:
+        memo = {}  # compressions shared by the rules at one budget (memory: a few models' weights)
         try:
             allocs = {"bound": solve_fn(bound, B), "measured": solve_fn(measured, B),
                       "uniform": al.uniform_choice(measured, B)}
