@@ -420,3 +420,19 @@ def test_a_layer_called_twice_on_one_tensor_counts_twice():
     cap = ta.capture(Twice(), [x])
     X = x.double().numpy()
     assert cap.n_samples["lin"] == 10 and np.array_equal(cap.H["lin"], 2 * X.T @ X)
+
+
+def test_neighbour_overlap_against_a_plain_loop():
+    rng = np.random.default_rng(4)
+    E = rng.standard_normal((15, 4))
+    Ec = E + 0.4 * rng.standard_normal(E.shape)
+
+    def nearest(A, s, k):
+        cos = [(A[s] @ A[t] / np.linalg.norm(A[s]) / np.linalg.norm(A[t]), t) for t in range(len(A)) if t != s]
+        return {t for _, t in sorted(cos, reverse=True)[:k]}
+    for k in (1, 5, 10):
+        ref = np.mean([len(nearest(E, s, k) & nearest(Ec, s, k)) / k for s in range(len(E))])
+        got = ta._neighbour_overlap(torch.from_numpy(E), torch.from_numpy(Ec), k)
+        assert got == pytest.approx(ref, abs=1e-12)
+    assert ta._neighbour_overlap(torch.from_numpy(E), torch.from_numpy(E), 10) == 1.0
+    assert ta._neighbour_overlap(torch.from_numpy(E), torch.from_numpy(Ec), 10) < 1.0  # noise moves some
