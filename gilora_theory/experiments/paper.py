@@ -950,7 +950,8 @@ def _c16_result(data, rows, skipped, over, layers, live) -> ClaimResult:
                "recovered_share": {str(B): v for B, v in recovered.items()},
                "median_h_ratio": float(top.h_ratio.median()) if len(top) else None,
                "median_D_ratio": float(top.D_ratio.median()) if len(top) else None,
-               "over_budget": len(over_budget), "measured_beaten": len(worse), "skipped": skipped}
+               "over_budget": len(over_budget), "measured_beaten": len(worse), "skipped": skipped,
+               "rank_overvaluation": over.to_dict("records")}
     return ClaimResult("C16", "bit/rank allocation", "FAIL" if len(over_budget) or worse else "REPORT",
                        summary, metrics, df, figure_data=df)
 
