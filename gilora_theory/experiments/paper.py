@@ -42,7 +42,7 @@ __all__ = ["ClaimResult", "PaperData", "VERDICTS", "CLAIMS", "iter_claims", "run
            "claim_ids", "default_data", "real_layers", "quick_requested",
            "c01_gilora_r0_is_gptq", "c02_blocksize_invariance", "c03_routes_agree",
            "c04_loss_identity", "c05_ridge_and_schur", "c07_olrc_optimal",
-           "c08_bidup_argmin", "c09_refinement_monotone"]
+           "c08_bidup_argmin", "c09_refinement_monotone", "c16_allocation"]
 
 VERDICTS = ("PASS", "FAIL", "REPORT")
 _EPS = np.finfo(np.float64).eps
@@ -815,6 +815,151 @@ def c14_rank_benefit_realised(data: PaperData, *, gilora_fn=gilora) -> ClaimResu
                        df, figure_data=df[df.grid == "bounded"])
 
 
+_C16_BUDGETS = (2.5, 3.0, 3.5, 4.0)
+_C16_LIVE = "encoder.layer.5."  # quick: the six linear layers of MiniLM's last block
+
+
+def _c16_layers(data: PaperData) -> tuple:
+    """C16's layers and, with the live model, what model-level metrics need.
+
+    With live MiniLM layers in ``data``: every linear layer of the model (full)
+    or those of its last block (quick), captured on 64 / 16 calibration
+    sequences, plus (model, held-out batches). Otherwise the real layers of
+    ``data`` (the gallery if none) and no model.
+    """
+    if not any(n.startswith("minilm-live/") for n in data.real):
+        return data.select(real=True) or data.layers, None
+    from ..data import torch_adapter as ta
+    model, tokenizer = ta.load_minilm()
+    names = [n for n in ta.linear_layers(model) if not data.quick or n.startswith(_C16_LIVE)]
+    calib = ta.token_batches(tokenizer, sequences=16 if data.quick else 64, seq_len=128)
+    held = ta.token_batches(tokenizer, sequences=32, seq_len=128, part="heldout")
+    return tuple(ta.layers_from_capture(model, ta.capture(model, calib, names=names))), (ta, model, held)
+
+
+def _c16_model_metrics(live, layers, choice, memo) -> dict:
+    """Held-out output shift of MiniLM with ``layers`` compressed by GILoRA at ``choice``."""
+    if live is None:
+        return {}
+    ta, model, held = live
+    parts = {}
+    for lay, (b, r) in zip(layers, choice):
+        if (lay.name, b, r) not in memo:  # merged Q + L R in the model's float32
+            c = compress(lay.W, lay.H, "gilora", b, r)
+            memo[lay.name, b, r] = (c.Q + c.L @ c.R).astype(np.float32)
+        M = memo[lay.name, b, r]
+        parts[lay.name] = (M, np.zeros((M.shape[0], 0)), np.zeros((0, M.shape[1])))
+    s = ta.output_shift(model, ta.reconstructed(model, parts), held)
+    return {"hidden_relative_error": s.hidden_relative_error, "embedding_cosine": s.embedding_cosine,
+            "neighbour_overlap": s.neighbour_overlap}
+
+
+def _c16_overvaluation(bound, measured) -> "object":
+    """Per layer, bit-width and rank r > 0: predicted ``h(r)/h(0)`` against measured ``D(r)/D(0)``."""
+    rows = []
+    index = {c: k for k, c in enumerate(bound.candidates)}
+    for k, (b, r) in enumerate(bound.candidates):
+        if r == 0:
+            continue
+        for i, name in enumerate(bound.names):
+            k0 = index[b, 0]
+            rows.append({"layer": name, "bits": b, "rank": min(r, *bound.shapes[i]),
+                         "h_ratio": bound.error[i, k] / bound.error[i, k0],
+                         "D_ratio": measured.error[i, k] / measured.error[i, k0]})
+    return _frame(rows)
+
+
+def c16_allocation(data: PaperData, *, budgets=_C16_BUDGETS, solve_fn=None) -> ClaimResult:
+    """C16 (report): bit/rank allocation by the bound, by measurement, and uniform.
+
+    Per budget ``B`` (bits per weight as :mod:`gilora_theory.storage` counts
+    them, grid parameters and a 16-bit branch included), the allocations of
+    :mod:`gilora_theory.experiments.allocation` from the bound surface
+    ``g_l(b) h_l(r)`` (Cor. 3.9 of [1]), from the measured GILoRA errors, and
+    uniform. Candidates: bits 2, 3, 4 and ranks 0, 16 (quick) or bits 2..5 and
+    ranks 0, 8, 16, 32, 64 (full). Reports each rule's summed *measured* layer
+    error, the model-level metrics on held-out MiniLM text when the live model is
+    available, the share of the measured allocation's gain over uniform that
+    the bound's allocation recovers, and the bound's rank over-valuation
+    (``h(r)/h(0)`` against ``D(r)/D(0)``). FAIL if an allocation exceeds its
+    budget when its bits are recounted, or if the measured allocation's error
+    exceeds by more than ``64 L eps`` relative that of another rule's allocation
+    which is feasible for the same dynamic programme (costs rounded up at the
+    measured allocation's resolution): it solves that knapsack exactly.
+    ``solve_fn``: the solver judged.
+    """
+    from . import allocation as al
+    solve_fn = al.solve if solve_fn is None else solve_fn
+    layers, live = _c16_layers(data)
+    bits, ranks = ((2, 3, 4), (0, 16)) if data.quick else ((2, 3, 4, 5), (0, 8, 16, 32, 64))
+    bound = al.error_surface(layers, by="bound", bits=bits, ranks=ranks)
+    measured = al.error_surface(layers, by="measured", bits=bits, ranks=ranks)
+    rows, skipped = [], []
+    for B in budgets:
+        memo = {}  # compressions shared by the rules at one budget (memory: a few models' weights)
+        try:
+            allocs = {"bound": solve_fn(bound, B), "measured": solve_fn(measured, B),
+                      "uniform": al.uniform_choice(measured, B)}
+        except ValueError as exc:
+            skipped.append(f"B = {B}: {exc}")
+            continue
+        for rule, a in allocs.items():
+            recount = al.recount_bits(measured.shapes, a.choice)
+            rows.append({"budget": B, "rule": rule,
+                         "layer_error_sum": al.surface_error(measured, a.choice),
+                         "bound_sum": al.surface_error(bound, a.choice),
+                         "effective_bits": recount / measured.n_weights, "gap": a.gap,
+                         "within_budget": recount <= B * measured.n_weights,
+                         "dp_feasible": al.fits(measured, a.choice, B,
+                                                resolution=allocs["measured"].resolution),
+                         **_c16_model_metrics(live, layers, a.choice, memo)})
+    return _c16_result(data, rows, skipped, _c16_overvaluation(bound, measured), layers, live)
+
+
+def _c16_result(data, rows, skipped, over, layers, live) -> ClaimResult:
+    """Verdict, summary and metrics of C16 from its table rows."""
+    df = _frame(rows)
+    if not len(df):
+        return ClaimResult("C16", "bit/rank allocation", "REPORT",
+                           f"no budget feasible on these layers ({'; '.join(skipped)})", {"skipped": skipped})
+    E = df.pivot(index="budget", columns="rule", values="layer_error_sum")
+    feasible = df.pivot(index="budget", columns="rule", values="dp_feasible")
+    tol = 64 * len(layers) * _EPS
+    worse = [(B, r) for B in E.index for r in ("bound", "uniform")
+             if feasible.loc[B, r] and E.loc[B, "measured"] > E.loc[B, r] * (1 + tol)]
+    over_budget = df[~df.within_budget]
+    gain = E["uniform"] - E["measured"]
+    recovered = ((E["uniform"] - E["bound"]) / gain.where(gain > 0)).to_dict()
+    top = over[over["rank"] == over["rank"].max()] if len(over) else over
+    parts = [f"B={B:g}: E uniform {E.loc[B, 'uniform']:.4g}, bound {E.loc[B, 'bound']:.4g}, "
+             f"measured {E.loc[B, 'measured']:.4g} (recovered {_share(recovered[B])})" for B in E.index]
+    summary = (f"{len(layers)} layers; " + "; ".join(parts)
+               + (f"; rank r={int(top['rank'].max())}: median predicted h(r)/h(0) {top.h_ratio.median():.3g}"
+                  f" vs measured D(r)/D(0) {top.D_ratio.median():.3g}" if len(top) else ""))
+    if live is None:
+        summary += "; model-level metrics skipped (no live MiniLM)"
+    elif "neighbour_overlap" in df:
+        nb = df.pivot(index="budget", columns="rule", values="neighbour_overlap")
+        summary += "; neighbour overlap (bound/measured/uniform) " + ", ".join(
+            f"B={B:g}: {nb.loc[B, 'bound']:.2f}/{nb.loc[B, 'measured']:.2f}/{nb.loc[B, 'uniform']:.2f}"
+            for B in nb.index)
+    if len(over_budget) or worse:
+        summary = (f"{len(over_budget)} allocations over budget, measured allocation beaten at "
+                   f"{worse}; " + summary)
+    metrics = {"layers": [lay.name for lay in layers], "budgets": list(E.index),
+               "recovered_share": {str(B): v for B, v in recovered.items()},
+               "median_h_ratio": float(top.h_ratio.median()) if len(top) else None,
+               "median_D_ratio": float(top.D_ratio.median()) if len(top) else None,
+               "over_budget": len(over_budget), "measured_beaten": len(worse), "skipped": skipped,
+               "rank_overvaluation": over.to_dict("records")}
+    return ClaimResult("C16", "bit/rank allocation", "FAIL" if len(over_budget) or worse else "REPORT",
+                       summary, metrics, df, figure_data=df)
+
+
+def _share(x) -> str:
+    return "n/a (no gain)" if x is None or not np.isfinite(x) else f"{x:.0%}"
+
+
 CLAIMS = {
     "C1": c01_gilora_r0_is_gptq,
     "C2": c02_blocksize_invariance,
@@ -830,6 +975,7 @@ CLAIMS = {
     "C12": c12_dominant_scaling,
     "C13": c13_method_comparison,
     "C14": c14_rank_benefit_realised,
+    "C16": c16_allocation,
 }
 
 
@@ -868,3 +1014,4 @@ def iter_claims(data: PaperData, ids=None):
     """Yield the :class:`ClaimResult` of each claim in ``ids`` (default: all, in order)."""
     for cid in claim_ids(ids):
         yield CLAIMS[cid](data)
+

@@ -44,7 +44,7 @@ __all__ = ["FIGURES", "METHOD_STYLE", "plot_error_vs_rank", "plot_error_vs_bits"
            "plot_rank_benefit", "plot_method_comparison", "save_figure", "make_figures",
            "plot_grid", "plot_step_terms", "plot_spectrum", "plot_trace", "plot_residuals",
            "plot_method_errors", "plot_exact_ratios", "plot_lower_vs_exact", "CHAIN",
-           "plot_error_vs_effective_bits"]
+           "plot_error_vs_effective_bits", "plot_allocation"]
 
 METHOD_STYLE = {
     "rtn": dict(color="0.6", marker="x", label="RTN"),
@@ -807,4 +807,35 @@ def plot_lower_vs_exact(runs: pd.DataFrame, *, title: str = "") -> Figure:
     ax.grid(True, which="major", alpha=0.3)
     fig.suptitle(title or "Minimax lower bound against exact optima (W from the class K)",
                  fontsize=10)
+    return fig
+
+
+_RULE_STYLE = {"bound": dict(color="tab:blue", marker="o", label="bound g(b) h(r)"),
+               "measured": dict(color="tab:green", marker="D", label="measured surface"),
+               "uniform": dict(color="0.4", marker="s", label="uniform (b, r)")}
+
+
+def plot_allocation(table: pd.DataFrame, *, title: str = "") -> Figure:
+    """Summed measured layer error against the budget, one line per allocation rule (claim C16).
+
+    ``table``: one row per (budget, rule) with ``layer_error_sum`` (the GILoRA
+    errors of the allocation's ``(b_l, r_l)``). With a ``neighbour_overlap``
+    column, a second panel shows the share of held-out sentences' 10 nearest
+    neighbours that survive compression.
+    """
+    panels = ["layer_error_sum"] + (["neighbour_overlap"] if "neighbour_overlap" in table else [])
+    fig = Figure(figsize=(4.2 * len(panels), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, col in zip(axes, panels):
+        for rule, d in table.groupby("rule"):
+            d = d.sort_values("budget")
+            ax.plot(d["budget"], d[col], **_RULE_STYLE.get(rule, dict(label=rule)))
+        ax.set_xlabel("budget B (bits per weight, grid and branch included)")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("summed layer error  sum_l ||X_l (W_l - Q_l - L_l R_l)||^2")
+    if len(panels) > 1:
+        axes[1].set_ylabel("10-nearest-neighbour overlap")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title or "Bit/rank allocation under one storage budget", fontsize=10)
     return fig

@@ -171,6 +171,7 @@ _FIGURES = (
     ("C12", "plot_bound_scaling", "bound_scaling.png", "C12: upper against lower bound"),
     ("C13", "plot_method_comparison", "method_comparison.png", "C13: method comparison"),
     ("C14", "plot_rank_benefit", "rank_benefit.png", "C14: predicted against realised rank benefit"),
+    ("C16", "plot_allocation", "allocation.png", "C16: error against budget per allocation rule"),
 )
 
 
