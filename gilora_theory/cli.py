@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 
+from . import __version__
 from .data.io import load_layer, save_npz
 from .methods import METHODS, compress
 from .storage import compression_storage
@@ -281,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
     parser = _Parser(prog="gilora-theory",
                      description="GPTQ-intrinsic LoRA: algorithms, bounds and checks")
+    parser.add_argument("--version", action="version", version=f"gilora-theory {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in _SUBCOMMANDS:
         add(sub)
