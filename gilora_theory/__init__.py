@@ -45,7 +45,8 @@ from .datafree import (QuantizedFit, SVDFit, alternating_fit, coordinate_fit, gu
                        svd_fit)
 from .checks import (CheckResult, check_bidup_argmin, check_blocksize_invariance,
                      check_gilora_r0_is_gptq, check_loss_identity, check_monotone,
-                     check_olrc_optimality, check_ridge_solution, check_routes_agree,
+                     check_olrc_optimality, check_refine_trace, check_ridge_solution,
+                     check_routes_agree,
                      check_scaling, check_schur_gptq)
 from .gilora import (EigenSubspace, GILoRAResult, augmented_hessian, eigen_subspace, gilora,
                      relative_gap, schur_complement, top_eigenvectors)
@@ -86,6 +87,6 @@ __all__ = [
     "storage", "storage_of", "compression_storage", "Storage",
     "CheckResult", "check_loss_identity", "check_gilora_r0_is_gptq", "check_blocksize_invariance",
     "check_routes_agree", "check_ridge_solution", "check_schur_gptq", "check_olrc_optimality",
-    "check_bidup_argmin", "check_monotone", "check_scaling",
+    "check_bidup_argmin", "check_monotone", "check_refine_trace", "check_scaling",
     "NumericalError",
 ]

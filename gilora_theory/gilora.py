@@ -107,7 +107,7 @@ class EigenSubspace:
         largest-magnitude entry positive.
     theta : (min(r + 1, N),) ndarray
         ``s_1^2 >= ... >= s_{r+1}^2``: the top eigenvalues of ``H`` (Ritz values
-        on the Krylov route).
+        on the Krylov route); empty for ``r = 0`` (nothing is computed).
     g_r : float or None
         Relative eigengap ``(s_r^2 - s_{r+1}^2) / s_r^2`` (``s_{N+1} = 0``); None for
         ``r = 0`` and 0.0 when ``s_r = 0``.
@@ -201,9 +201,7 @@ def _eigen_subspace(H: np.ndarray, r: int) -> EigenSubspace:
     """Kernel of :func:`eigen_subspace` (validated inputs)."""
     N = H.shape[0]
     if r == 0:
-        theta = scipy.linalg.eigh(H, eigvals_only=True, subset_by_index=[N - 1, N - 1],
-                                  check_finite=False)
-        return EigenSubspace(np.zeros((N, 0)), theta, None, 0.0, True, "dense")
+        return EigenSubspace(np.zeros((N, 0)), np.zeros(0), None, 0.0, True, "dense")
     found = None
     if N >= 1024 and 64 * r <= N:
         found = _krylov_subspace(H, r)
@@ -263,7 +261,10 @@ def _dense_subspace(H: np.ndarray, r: int):
     """``(theta, V, bound, "dense")`` from ``?syevr`` on the top ``min(r + 1, N)`` indices."""
     N = H.shape[0]
     lo = max(N - r - 1, 0)
-    theta, V = scipy.linalg.eigh(H, subset_by_index=[lo, N - 1], check_finite=False)
+    try:
+        theta, V = scipy.linalg.eigh(H, subset_by_index=[lo, N - 1], check_finite=False)
+    except np.linalg.LinAlgError:  # ?syevr can fail on an exactly repeated eigenvalue
+        theta, V = np.zeros(0), np.zeros((N, 0))
     if V.shape[1] != N - lo:  # ?syevr may return fewer vectors for a tight eigenvalue cluster
         theta, V = scipy.linalg.eigh(H, check_finite=False)
         theta, V = theta[lo:], V[:, lo:]

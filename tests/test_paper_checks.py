@@ -99,7 +99,8 @@ def test_c09_fails_on_rising_trace(tiny):
         trace[-1] = trace[-2] * 1.001  # a 0.1% rise at the last step
         return dataclasses.replace(res, trace=trace)
     res = paper.c09_refinement_monotone(tiny, refine_fn=refine_bad)
-    assert res.verdict == "FAIL" and res.metrics["failed"] == len(tiny.layers)
+    mono = res.table[res.table.check == "monotone"]
+    assert res.verdict == "FAIL" and not mono.passed.any()
 
 
 def test_c06_fails_on_unclipped_chain_violation(tiny):
@@ -203,3 +204,79 @@ def test_report_files_have_no_nan(tmp_path):
     table = report.verdict_table(results)
     assert table.count("\n") == 5 and "1 fail" in table
     assert not math.isnan(data["C1"]["metrics"]["y"])
+
+
+# --- issue 13 item 4: each claim check fails on its own broken implementation ----------------
+
+def _wrong_update_kernel(monkeypatch):
+    """Break the blocked pass kernel GPTQ and GILoRA share: error feedback 20% too weak."""
+    import importlib
+    gptq_module = importlib.import_module("gilora_theory.gptq")  # the attribute is the function
+    original = gptq_module._gptq_pass
+
+    def broken(Wt, Psi, *args):
+        return original(Wt, np.diag(np.diag(Psi)) + 0.8 * np.tril(Psi, -1), *args)
+    monkeypatch.setattr(gptq_module, "_gptq_pass", broken)
+
+
+def test_c01_fails_on_a_shared_kernel_with_a_wrong_update(tiny, monkeypatch):
+    lay = tiny.layers[0]
+    grid = paper.fit_grid(lay.W, 3)
+    good = gptq(lay.W, lay.H, grid).Q
+    _wrong_update_kernel(monkeypatch)
+    # GPTQ and GILoRA(r=0) both run the broken kernel and still agree with each other ...
+    assert np.array_equal(gptq(lay.W, lay.H, grid).Q, gilora(lay.W, lay.H, grid, 0).Q)
+    assert not np.array_equal(gptq(lay.W, lay.H, grid).Q, good)
+    # ... so C1 compares with the row-by-row loop instead, and fails.
+    res = paper.c01_gilora_r0_is_gptq(tiny, gilora_fn=gilora)
+    assert res.verdict == "FAIL" and res.metrics["failed"] == len(tiny.layers)
+    assert "NOT a tie" in res.summary
+
+
+def test_c05_fails_on_R_scaled_by_1e3(tiny):
+    def gilora_bad(W, H, grid, rank, **kw):
+        res = gilora(W, H, grid, rank, **kw)
+        return dataclasses.replace(res, R=res.R * (1 + 1e-3))
+    good = paper.c05_ridge_and_schur(tiny)
+    bad = paper.c05_ridge_and_schur(tiny, gilora_fn=gilora_bad)
+    assert good.verdict == "PASS" and good.metrics["max_rel_dR"] < 1e-10
+    assert bad.verdict == "FAIL"
+    assert bad.metrics["max_rel_dR"] == pytest.approx(1e-3, rel=1e-6)
+    assert bad.metrics["max_ridge_gap_over_tol"] > 1e6
+
+
+def test_c09_fails_when_returned_R_disagrees_with_trace(tiny):
+    def refine_bad(*args, **kw):
+        res = refine(*args, **kw)
+        return dataclasses.replace(res, R=res.R * (1 + 1e-3))  # trace untouched and monotone
+    res = paper.c09_refinement_monotone(tiny, refine_fn=refine_bad)
+    table = res.table
+    assert table[table.check == "monotone"].passed.all()
+    assert res.verdict == "FAIL" and not table[table.check == "refine_trace"].passed.any()
+
+
+def test_c10_fails_on_wrong_h(tiny):
+    from gilora_theory.upper_bounds import factorised_bound
+
+    def bound_bad(*args, **kw):
+        fb = factorised_bound(*args, **kw)
+        return dataclasses.replace(fb, h=fb.h * 2)  # convex, same argmin: only the value is wrong
+    res = paper.c10_h_convex_rstar(tiny, bound_fn=bound_bad)
+    assert res.verdict == "FAIL" and res.metrics["max_h_gap_over_tol"] > 1e6
+
+
+def test_c11_fails_on_a_lower_bound_times_2(tiny):
+    from gilora_theory.lower_bounds import lower_bound
+    res = paper.c11_lower_bound(tiny, bound_fn=lambda *a, **k: 2 * lower_bound(*a, **k))
+    assert res.verdict == "FAIL" and res.metrics["formula_mismatches"] > 0
+    assert res.metrics["monotonicity_violations"] == 0   # only the factor is wrong
+
+
+def test_c12_fails_on_a_lower_bound_times_2(tiny):
+    from gilora_theory.lower_bounds import scaling_comparison
+
+    def doubled(Ns, bits, **kw):
+        sc = scaling_comparison(Ns, bits, **kw)
+        return dataclasses.replace(sc, lower=2 * sc.lower, ratio=sc.ratio / 2)
+    res = paper.c12_dominant_scaling(tiny, scaling_fn=doubled)
+    assert res.verdict == "FAIL" and res.metrics["outside_window"]
