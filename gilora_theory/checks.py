@@ -265,7 +265,7 @@ def _result_pass(W, H, result, dead_channels: bool, route: str = "cholesky") -> 
 
 def check_loss_identity(W, H, result, *, lam: float | None = None,
                         dead_channels: bool = True) -> CheckResult:
-    """Damped error == sum of the per-step terms (loss identity, THEORY.md section 3).
+    """Damped error == sum of the per-step terms (loss identity, docs/theory.md, Alg. 1-4).
 
     GPTQ: ``E_lam(Q) = tr(D^T H_lam D)``, ``D = W - Q``. GILoRA: the damped
     augmented error ``||X (W - Q - L R)||^2 + lam ||W - Q||^2 + lam ||R||^2``.
@@ -469,7 +469,7 @@ def check_ridge_solution(W, H, result: GILoRAResult, *, dead_channels: bool = Tr
 
 def check_schur_gptq(W, H, grid: Grid, result: GILoRAResult, *,
                      dead_channels: bool = True) -> CheckResult:
-    """GILoRA's ``Q`` equals GPTQ run on the Schur complement ``S`` (THEORY.md section 3).
+    """GILoRA's ``Q`` equals GPTQ run on the Schur complement ``S`` (docs/theory.md, Alg. 1-4).
 
     ``S = H_lam - H L (L^T H L + lam I)^{-1} L^T H`` with GILoRA's ``L`` and
     ``lam``; GPTQ runs undamped on ``S`` in GILoRA's processing order.

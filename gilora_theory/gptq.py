@@ -9,7 +9,7 @@ input rows ``t = 1..N``::
 
 Blocks of ``blocksize`` rows apply the updates inside the block row by row and
 the updates below the block as one matrix product (the same arithmetic).
-Identity (THEORY.md section 3): ``W - Q = Psi E``, so
+Identity (docs/theory.md, Alg. 1-4): ``W - Q = Psi E``, so
 ``E_lam(Q) = sum_t ||w~_t - q_t||^2 / Psi_tt^2``; the per-step terms are returned.
 
 ``1 / Psi_tt^2`` is the damped Schur complement of coordinate t with respect
@@ -134,7 +134,7 @@ def psi_factor(H_lam, *, route: str = "cholesky") -> np.ndarray:
         ``Psi = J C^{-T} J`` (unique by uniqueness of Cholesky factors).
         ``"eig"``: ``H_lam = V diag(e) V^T``, ``B = H_lam^{-1/2} = V diag(e^{-1/2}) V^T``,
         ``B = Q_B R_B`` (QR), ``Psi = R_B^T`` with column signs made positive
-        (THEORY.md section 3, the more stable route).
+        (docs/theory.md, Alg. 1-4, the more stable route).
 
     Raises
     ------

@@ -27,7 +27,7 @@ from gilora_theory.data.layers import synthetic_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in (ROOT / "paper_checks").glob("c[0-9][0-9]_*.py")
-                 if 1 <= int(p.name[1:3]) <= 14)  # the claims C1..C14 of THEORY.md section 6
+                 if 1 <= int(p.name[1:3]) <= 14)  # the claims C1..C14 of docs/theory.md, "Claims"
 VERDICT = re.compile(r"^(PASS|FAIL|REPORT) C(\d+) [^:]+: .*\d")
 
 

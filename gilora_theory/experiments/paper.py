@@ -1,6 +1,6 @@
 """The claims of [1] that ``paper_checks/`` and ``gilora-theory check`` verify.
 
-One function per claim C1..C14 of THEORY.md section 6. Each takes the data it
+One function per claim C1..C14 of docs/theory.md, "Claims". Each takes the data it
 is judged on (a :class:`PaperData`), runs the package (or an implementation
 passed in its place, so a user can judge their own code and a test can feed a
 deliberately broken one), and returns a frozen :class:`ClaimResult`: a verdict,
@@ -55,7 +55,7 @@ class ClaimResult:
     Attributes
     ----------
     claim : str
-        ``"C1"`` .. ``"C14"`` (THEORY.md section 6).
+        ``"C1"`` .. ``"C14"`` (docs/theory.md, "Claims").
     title : str
         Short name of the claim.
     verdict : str
@@ -808,7 +808,10 @@ def c13_method_comparison(data: PaperData, *, compress_fn=compress) -> ClaimResu
     Every layer (each spectrum of the gallery and the real layers), bits 3
     (quick) or 2, 3, 4, rank 8 (quick) or 4 and 16, refinement with 2 (quick)
     or 4 rounds. The table gives every method's error; the summary says who
-    wins how often and by how much (median error ratio to GPTQ -> OLrC). FAIL
+    wins how often and by how much (median error ratio to GPTQ -> OLrC). Cases
+    whose eigengap at r float64 does not resolve (GILoRA's ``gap_resolvable``
+    False: ``span(V_r)``, hence GILoRA's Q, depends on rounding) are listed apart
+    and kept out of "who wins". FAIL
     only if an inequality that must hold is violated beyond
     ``64 N eps (damped error)``: see ``_MUST_HOLD`` (damped errors, same ``lam``).
     ``compress_fn``: the implementation of :func:`~gilora_theory.methods.compress` judged.
@@ -826,18 +829,27 @@ def c13_method_comparison(data: PaperData, *, compress_fn=compress) -> ClaimResu
                     if gap > tol:
                         broken.append(f"{lay.name} b={b} r={r}: {better} > {worse} by {gap:.3g} ({why})")
                 kind = "real" if lay.name in data.real else "synthetic"
+                resolvable = runs["gilora"].info.get("gap_resolvable")
                 rows += [{"layer": lay.name, "data": kind, "seed": data.seed, "method": m, "bits": b,
                           "rank": r, "error": c.objective.error, "relative_error": c.objective.relative_error,
-                          "damped_error": c.objective.damped_error, "clipped": c.clipped}
+                          "damped_error": c.objective.damped_error, "clipped": c.clipped,
+                          "g_r": runs["gilora"].info.get("g_r"), "gap_resolvable": resolvable is not False}
                          for m, c in runs.items()]
     df = _frame(rows)
-    wide = df.pivot_table(index=["data", "layer", "bits", "rank"], columns="method", values="error")
+    keys = ["data", "layer", "bits", "rank"]
+    wide = df.pivot_table(index=keys, columns="method", values="error")
+    ok_gap = df.groupby(keys).gap_resolvable.all().reindex(wide.index)
     ratio = wide.div(wide["gptq+olrc"], axis=0)
-    summary, metrics = _who_wins(wide.idxmin(axis=1), ratio)
+    summary, metrics = _who_wins(wide[ok_gap].idxmin(axis=1), ratio[ok_gap])
+    n_unres = int((~ok_gap).sum())
+    summary += (f"; {n_unres} cases with a gap g_r that float64 does not resolve (V_r ill-determined) "
+                f"reported apart, not counted" if n_unres else "")
+    metrics["unresolvable_gap_cases"] = [" ".join(map(str, k)) for k in wide.index[~ok_gap.to_numpy()]]
     if broken:
         summary = f"{len(broken)} must-hold inequalities violated (first: {broken[0]}); " + summary
     metrics["violations"] = broken
-    table = ratio[list(_COMPARED)].add_prefix("E/E(gptq+olrc) ").assign(best=wide.idxmin(axis=1)).reset_index()
+    table = ratio[list(_COMPARED)].add_prefix("E/E(gptq+olrc) ").assign(
+        best=wide.idxmin(axis=1), gap_resolvable=ok_gap).reset_index()
     return ClaimResult("C13", "method comparison", "FAIL" if broken else "REPORT", summary, metrics,
                        table, figure_data=df)
 
@@ -867,7 +879,9 @@ def c14_rank_benefit_realised(data: PaperData, *, gilora_fn=gilora) -> ClaimResu
     ``(1 - D(r)/D(0)) / (1 - h(r)/h(0))``, on the bounded grid (practice) and
     the unbounded grid (theory: never clips). FAIL only if a run that never
     clipped exceeds its bound ``g(b) h(r)`` (Cor. 3.9 of [1]) beyond ``64 N eps``
-    relative. ``gilora_fn``: the implementation judged.
+    relative. Runs whose eigengap at r float64 does not resolve (GILoRA's
+    ``gap_resolvable`` False) are kept out of the realised-share summary and
+    reported apart. ``gilora_fn``: the implementation judged.
     """
     from ..upper_bounds import factorised_bound
     layers = data.select(real=True) or data.layers
@@ -883,7 +897,9 @@ def c14_rank_benefit_realised(data: PaperData, *, gilora_fn=gilora) -> ClaimResu
                     rows.append({"layer": lay.name, "N": lay.W.shape[0], "seed": data.seed,
                                  "method": "gilora", "grid": "bounded" if bounded else "unbounded",
                                  "bits": b, "rank": r, "error": evaluate(lay.W, a.Q, a.L, a.R, H=lay.H).error,
-                                 "h_r": float(fb.h[r]), "bound": float(fb.bound[r]), "clipped": a.n_clipped})
+                                 "h_r": float(fb.h[r]), "bound": float(fb.bound[r]), "clipped": a.n_clipped,
+                                 "g_r": getattr(a, "g_r", None),
+                                 "gap_resolvable": getattr(a, "gap_resolvable", None) is not False})
     df = _frame(rows)
     base = df[df["rank"] == 0].set_index(["layer", "bits", "grid"])
     key = list(zip(df.layer, df.bits, df.grid))
@@ -891,19 +907,24 @@ def c14_rank_benefit_realised(data: PaperData, *, gilora_fn=gilora) -> ClaimResu
     df["h_ratio"] = df.h_r / base.h_r.reindex(key).to_numpy()
     df["realised_share"] = np.where(df["rank"] > 0, (1 - df.D_ratio) / (1 - df.h_ratio), np.nan)
     broken = df[(df.clipped == 0) & (df.error > df.bound * (1 + 64 * _EPS * df.N))]
-    pos = df[(df["rank"] > 0) & (df.grid == "bounded")]
+    pos = df[(df["rank"] > 0) & (df.grid == "bounded") & df.gap_resolvable]
+    unres = df[(df["rank"] > 0) & ~df.gap_resolvable]
     summary = (f"{len(layers)} layers, bounded grid: D(r)/D(0) {pos.D_ratio.min():.3g}..{pos.D_ratio.max():.3g} "
                f"against predicted h(r)/h(0) {pos.h_ratio.min():.3g}..{pos.h_ratio.max():.3g}; median realised "
                f"share {pos.realised_share.median():.3g} (range {pos.realised_share.min():.3g}.."
                f"{pos.realised_share.max():.3g}); unclipped runs: E / bound <= "
                f"{(df.error / df.bound)[df.clipped == 0].max():.3g} over {int((df.clipped == 0).sum())}")
+    if len(unres):
+        summary += (f"; {len(unres)} runs whose gap g_r float64 does not resolve reported apart "
+                    f"(D(r)/D(0) {unres.D_ratio.min():.3g}..{unres.D_ratio.max():.3g})")
     if len(broken):
         summary = f"{len(broken)} unclipped runs exceed g(b) h(r); " + summary
-    unb = df[(df["rank"] > 0) & (df.grid == "unbounded")]
+    unb = df[(df["rank"] > 0) & (df.grid == "unbounded") & df.gap_resolvable]
     metrics = {"layers": [lay.name for lay in layers], "median_realised_share": float(pos.realised_share.median()),
                "median_realised_share_unbounded": float(unb.realised_share.median()),
                "max_error_over_bound_unclipped": float((df.error / df.bound)[df.clipped == 0].max()),
-               "unclipped_runs": int((df.clipped == 0).sum()), "bound_violations": len(broken)}
+               "unclipped_runs": int((df.clipped == 0).sum()), "bound_violations": len(broken),
+               "unresolvable_gap_runs": len(unres)}
     return ClaimResult("C14", "rank benefit realised", "FAIL" if len(broken) else "REPORT", summary, metrics,
                        df, figure_data=df[df.grid == "bounded"])
 

@@ -447,7 +447,7 @@ def run_one(run: Run) -> dict:
 
 
 CHAIN_METHODS = ("gptq", "gilora")
-"""Methods whose own pass the upper-bound chain bounds (THEORY.md section 4)."""
+"""Methods whose own pass the upper-bound chain bounds (docs/theory.md, "Upper bounds")."""
 
 
 def bound_columns(run: Run) -> dict:
