@@ -218,7 +218,7 @@ def _cmd_model_error(args) -> dict:
 def _add_bounds(sub) -> None:
     p = sub.add_parser("bounds", help="upper-bound chain of GPTQ and GILoRA, link by link, and the lower bound",
                        description="Run GPTQ and GILoRA (L = V_r) on one layer and print every link of "
-                                   "the upper-bound chain (docs/theory.md, "Upper bounds") with the clipping "
+                                   "the upper-bound chain (docs/theory.md, 'Upper bounds') with the clipping "
                                    "count, plus the minimax lower bound for the layer's shape and scale.")
     p.add_argument("layer", help="LAYER.npz with W and X or H")
     _add_grid_options(p)

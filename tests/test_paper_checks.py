@@ -53,6 +53,19 @@ def test_script_prints_one_verdict_line(script):
     assert m.group(1) != "FAIL", lines[0]
 
 
+def test_c15_script_runs_like_the_others(tmp_path):
+    """C15 (equal storage, a report): quick mode, one verdict line, REPORT, nothing written."""
+    env = dict(os.environ, GILORA_QUICK="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    script = ROOT / "paper_checks" / "c15_equal_storage.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=600)
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout + proc.stderr
+    m = VERDICT.match(lines[0])
+    assert m and m.group(1) == "REPORT" and m.group(2) == "15", lines[0]
+    assert proc.returncode == 0 and list(tmp_path.iterdir()) == []
+
+
 def test_script_rejects_unknown_argument():
     proc = subprocess.run([sys.executable, str(SCRIPTS[0]), "--nonsense"], capture_output=True,
                           text=True, cwd=ROOT, timeout=120)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-ta = pytest.importorskip("gilora_theory.data.torch_adapter")
+from gilora_theory.data import torch_adapter as ta  # noqa: E402  (an ImportError here fails)
 
 from gilora_theory.data.io import load_layer  # noqa: E402
 from gilora_theory.methods import compress  # noqa: E402
