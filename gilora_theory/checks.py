@@ -355,37 +355,51 @@ def check_gilora_r0_is_gptq(W, H, grid: Grid, *, gilora_fn=None, **kw) -> CheckR
                      extra_ok=ok and same, compared=n_differ == 0)
 
 
-def check_blocksize_invariance(W, H, grid: Grid, *, blocksizes=(1, 7, 128), **kw) -> CheckResult:
-    """The lazy-batch block size does not change Q (claim C2).
+def check_blocksize_invariance(W, H, grid: Grid, *, blocksizes=(1, 7, 128), rank: int = 0,
+                               **kw) -> CheckResult:
+    """The lazy-batch block size does not change Q, nor GILoRA's R (claim C2).
 
-    GPTQ is run once per block size (other options ``kw`` shared); each Q is
-    compared with the first, allowing only a detected rounding tie.
+    GPTQ (``rank = 0``) or GILoRA with ``rank`` (``L = V_r``) is run once per block
+    size (other options ``kw`` shared); each Q is compared with the first, allowing
+    only a detected rounding tie, and for GILoRA each ``R`` with the first's.
 
     Returns
     -------
     CheckResult
         ``value`` the largest step-sum difference among runs whose Q agree,
-        ``reference`` 0; ``tol`` with ``n = N``, ``kappa = 1``,
+        ``reference`` 0; ``tol`` with ``n = N + r``, ``kappa = 1``,
         ``scale = step_sum + 2 sqrt(step_sum M)`` (``M`` as in
-        :func:`check_loss_identity`). Tie tolerance uses ``kappa = cond(H_lam)``.
+        :func:`check_loss_identity`). Tie tolerance uses ``kappa = cond(H_lam)``
+        (augmented for GILoRA); ``R`` must agree within
+        ``64 (N + r) eps kappa ||R||_F``.
     """
     W = _v.as_matrix("W", W)
     H = _v.check_hessian(H, W.shape[0])
-    runs = [gptq(W, H, grid, blocksize=b, **kw) for b in blocksizes]
+    rank = _v.check_int("rank", rank, low=0, high=min(W.shape))
+    if rank:
+        runs = [gilora(W, H, grid, rank, blocksize=b, **kw) for b in blocksizes]
+    else:
+        runs = [gptq(W, H, grid, blocksize=b, **kw) for b in blocksizes]
     route = kw.get("route", "cholesky")
     dead = kw.get("dead_channels", True)
     base = _result_pass(W, H, runs[0], dead, route)
-    kappa = _cond(_damped(_prepared(W, H, dead)[1], runs[0].lam))[0]
+    G = _augmented(H, runs[0].L, dead) if rank else _prepared(W, H, dead)[1]
+    kappa = _cond(_damped(G, runs[0].lam))[0]
     steps = _steps(grid, runs[0].perm, W.shape[1])
     ok, worst, notes = True, 0.0, []
+    R_tol = _C * G.shape[0] * _EPS * kappa * (float(np.linalg.norm(runs[0].R)) if rank else 0.0)
     for b, res in zip(blocksizes[1:], runs[1:]):
         same, n_differ, detail = _compare_passes(base, _Pass(base.Wp, res.Q[res.perm], base.Psi),
                                                  steps, kappa)
         ok &= same
         if n_differ == 0:
             worst = max(worst, abs(res.step_sum - runs[0].step_sum))
+            if rank:
+                dR = float(np.linalg.norm(res.R - runs[0].R))
+                ok &= dR <= R_tol
+                detail += f"; ||dR||_F {dR:.3g} (tol {R_tol:.3g})"
         notes.append(f"blocksize {b} vs {blocksizes[0]}: {detail}")
-    tol = _step_sum_tol(W.shape[0], runs[0].step_sum, _magnitude(base))
+    tol = _step_sum_tol(G.shape[0], runs[0].step_sum, _magnitude(base))
     return _identity("blocksize_invariance", worst, 0.0, tol, "; ".join(notes), extra_ok=ok)
 
 

@@ -293,3 +293,19 @@ def test_c12_fails_on_a_lower_bound_times_2(tiny):
         return dataclasses.replace(sc, lower=2 * sc.lower, ratio=sc.ratio / 2)
     res = paper.c12_dominant_scaling(tiny, scaling_fn=doubled)
     assert res.verdict == "FAIL" and res.metrics["outside_window"]
+
+
+def test_c02_fails_on_a_kernel_that_drops_R_after_the_first_batch(tiny, monkeypatch):
+    import importlib
+    gptq_module = importlib.import_module("gilora_theory.gptq")
+    original = gptq_module._gptq_pass
+
+    def broken(Wt, Psi, grid, perm, n_quant, blocksize):
+        Psi = Psi.copy()
+        Psi[n_quant:, min(blocksize, n_quant):n_quant] = 0.0   # R sees batch 1 only
+        return original(Wt, Psi, grid, perm, n_quant, blocksize)
+    assert paper.c02_blocksize_invariance(tiny).verdict == "PASS"
+    monkeypatch.setattr(gptq_module, "_gptq_pass", broken)
+    res = paper.c02_blocksize_invariance(tiny)
+    bad = res.table[~res.table.passed]
+    assert res.verdict == "FAIL" and (bad["rank"] > 0).all() and "dR" in bad.detail.iloc[0]

@@ -278,19 +278,24 @@ def c02_blocksize_invariance(data: PaperData, *, blocksizes=(1, 7, 128)) -> Clai
     """C2: the lazy-batch block size does not change the result (Alg. 1 of [1]).
 
     :func:`~gilora_theory.checks.check_blocksize_invariance` with one block of
-    ``N`` rows against each of ``blocksizes``: ``Q`` identical (or differing
-    first at a detected rounding tie), step sums equal within ``64 eps N``.
+    ``N`` rows against each of ``blocksizes``, for GPTQ and for GILoRA (rank 4
+    quick, 1 full; ``R`` equal within ``64 (N + r) eps cond ||R||``): ``Q``
+    identical (or differing first at a detected rounding tie), step sums equal
+    within ``64 eps N``. The real layers have ``N > 256``, i.e. several batches of 128.
     """
     rows = []
     for lay in data.layers:
         for b in _settings(data)[0]:
-            chk = checks.check_blocksize_invariance(
-                lay.W, lay.H, fit_grid(lay.W, b), blocksizes=(lay.W.shape[0],) + tuple(blocksizes))
-            rows.append(_row(chk, layer=lay.name, bits=b))
+            for r in (0, _rank(_settings(data)[1][0], lay.W)):
+                chk = checks.check_blocksize_invariance(
+                    lay.W, lay.H, fit_grid(lay.W, b), rank=r,
+                    blocksizes=(lay.W.shape[0],) + tuple(blocksizes))
+                rows.append(_row(chk, layer=lay.name, bits=b, rank=r, N=lay.W.shape[0]))
     df = _frame(rows)
     ties = int(df.detail.str.contains("rounding tie").sum())
     return _checked("C2", "block size invariance", rows,
-                    f"block sizes {', '.join(map(str, blocksizes))} vs one block; {ties} rounding ties; "
+                    f"GPTQ and GILoRA, block sizes {', '.join(map(str, blocksizes))} vs one block, "
+                    f"N up to {int(df.N.max())}; {ties} rounding ties; "
                     f"max step-sum gap / tol {_usage(df):.2g}", {"rounding_ties": ties,
                                                                  "max_gap_over_tol": _usage(df)})
 
