@@ -311,7 +311,7 @@ def check_loss_identity(W, H, result, *, lam: float | None = None,
                      f"per-step terms {result.step_sum:.6g} (lam {lam:.3g})")
 
 
-def check_gilora_r0_is_gptq(W, H, grid: Grid, *, gilora_fn=None, **kw) -> CheckResult:
+def check_gilora_r0_is_gptq(W, H, grid: Grid, *, gilora_fn=None, columns=None, **kw) -> CheckResult:
     """GILoRA with ``r = 0`` equals GPTQ (claim C1; docs/theory.md, "Claims").
 
     GILoRA (``gilora_fn``, default :func:`gilora_theory.gilora`) runs with rank 0
@@ -322,6 +322,9 @@ def check_gilora_r0_is_gptq(W, H, grid: Grid, *, gilora_fn=None, **kw) -> CheckR
     dead-channel convention, processing order (``argsort(-diag H)`` with
     act-order, computed here) and damping ``lam = damp mean(diag H)``. A bug in
     the blocked kernel that GPTQ and GILoRA share therefore shows up here.
+    ``columns`` (optional indices) restricts the loop and the comparison to those
+    output columns: columns are quantized independently (per-column grid, shared
+    ``Psi``), so a subset is compared exactly and the loop's cost falls with it.
 
     Returns
     -------
@@ -341,18 +344,28 @@ def check_gilora_r0_is_gptq(W, H, grid: Grid, *, gilora_fn=None, **kw) -> CheckR
     lam = resolve_lam(H, kw.get("damp", 0.01), kw.get("lam"))
     N = W.shape[0]
     p = np.argsort(-np.diag(Hd), kind="stable") if kw.get("act_order") else np.arange(N)
-    rows_grid = _per_row_grid(grid, p)
-    ref = gptq_loop(Wd[p], Hd[np.ix_(p, p)], rows_grid, lam=lam)
+    cols = np.arange(W.shape[1]) if columns is None else np.asarray(columns, dtype=int)
+    rows_grid = _per_row_grid(Grid(grid.step[:, cols], grid.zero[:, cols], grid.bits, grid.beta,
+                                   grid.bounded, grid.groupsize), p)
+    Wc = Wd[:, cols]
+    ref = gptq_loop(Wc[p], Hd[np.ix_(p, p)], rows_grid, lam=lam)
     Psi = psi_factor(_damped(Hd[np.ix_(p, p)], lam))
-    a, b = _Pass(Wd[p], res.Q[p], Psi), _Pass(Wd[p], ref.Q, Psi)
+    a, b = _Pass(Wc[p], res.Q[p][:, cols], Psi), _Pass(Wc[p], ref.Q, Psi)
+    res_sum = float(np.sum(res.step_terms)) if columns is None else _Pass_step_sum(a)
     ok, n_differ, detail = _compare_passes(a, b, 2.0 * rows_grid.half_step(np.arange(N)),
                                            _cond(_damped(Hd, lam))[0])
     same = (np.array_equal(res.perm, p) and res.R.shape[0] == 0 and res.lam == lam)
     tol = _step_sum_tol(N, ref.step_sum, _magnitude(b))
-    return _identity("gilora_r0_is_gptq", res.step_sum, ref.step_sum, tol,
+    return _identity("gilora_r0_is_gptq", res_sum, ref.step_sum, tol,
                      f"vs the row-by-row loop: {detail}; lam {res.lam!r} vs {lam!r}; "
                      f"order {'equal' if np.array_equal(res.perm, p) else 'DIFFERENT'}",
                      extra_ok=ok and same, compared=n_differ == 0)
+
+
+def _Pass_step_sum(p: _Pass) -> float:
+    """``sum_t ||w~_t - q_t||^2 / Psi_tt^2 = ||Psi^{-1} (W - Q)||_F^2`` of a pass's columns."""
+    E = scipy.linalg.solve_triangular(p.Psi, p.Wp - p.Qp, lower=True, check_finite=False)
+    return float(np.sum(E * E))
 
 
 def check_blocksize_invariance(W, H, grid: Grid, *, blocksizes=(1, 7, 128), rank: int = 0,
