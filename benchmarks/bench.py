@@ -62,6 +62,7 @@ from gilora_theory.grid import fit_grid
 from gilora_theory.data.io import atomic_write, save_npz
 from gilora_theory.objective import hessian_spectrum
 from gilora_theory.olrc import _gram_route, _olrc, olrc
+from gilora_theory.provenance import provenance
 
 __all__ = ["Target", "Layer", "make_layer", "naive_gptq", "randomized_olrc", "measure", "scaling",
            "llm_layers", "machine", "main"]
@@ -499,7 +500,8 @@ def machine() -> dict:
                                           "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "scipy": scipy.__version__,
-            "blas": f"{blas.get('name')} {blas.get('version')}", "env": env}
+            "blas": f"{blas.get('name')} {blas.get('version')}", "env": env,
+            "provenance": provenance()}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ branch       -- a low-rank branch on its own low-bit grids (L before the GILoRA 
 datafree     -- compensation without calibration data: SVD fit, quantized-branch fits
 storage      -- effective bits per weight of Q + L R, grid parameters included
 checks       -- correctness checks to run on your own data (loss identity, OLrC optimality, ...)
+provenance   -- what produced a result: versions, git commit, threads, seeds, data hashes
 
 Two sub-packages, imported explicitly:
 
@@ -44,9 +45,11 @@ from .datafree import (QuantizedFit, SVDFit, alternating_fit, coordinate_fit, gu
                        svd_fit)
 from .checks import (CheckResult, check_bidup_argmin, check_blocksize_invariance,
                      check_gilora_r0_is_gptq, check_loss_identity, check_monotone,
-                     check_olrc_optimality, check_ridge_solution, check_routes_agree,
+                     check_olrc_optimality, check_refine_trace, check_ridge_solution,
+                     check_routes_agree,
                      check_scaling, check_schur_gptq)
-from .gilora import GILoRAResult, augmented_hessian, gilora, schur_complement, top_eigenvectors
+from .gilora import (EigenSubspace, GILoRAResult, augmented_hessian, eigen_subspace, gilora,
+                     relative_gap, schur_complement, top_eigenvectors)
 from .gptq import GPTQResult, gptq, psi_factor
 from .grid import Grid, clipped_mask, fit_grid
 from .methods import METHODS, Compression, MethodComparison, compare_methods, compress, ridge_R
@@ -70,6 +73,7 @@ __all__ = [
     "gptq", "GPTQResult", "psi_factor",
     "olrc", "OLrCResult",
     "gilora", "GILoRAResult", "augmented_hessian", "schur_complement", "top_eigenvectors",
+    "eigen_subspace", "EigenSubspace", "relative_gap",
     "bid_up", "BidUpResult", "refine", "RefineResult",
     "compress", "Compression", "METHODS", "ridge_R",
     "bound_chain", "BoundChain", "ChainLink", "layer_bounds", "LayerBounds", "factorised_bound",
@@ -83,6 +87,6 @@ __all__ = [
     "storage", "storage_of", "compression_storage", "Storage",
     "CheckResult", "check_loss_identity", "check_gilora_r0_is_gptq", "check_blocksize_invariance",
     "check_routes_agree", "check_ridge_solution", "check_schur_gptq", "check_olrc_optimality",
-    "check_bidup_argmin", "check_monotone", "check_scaling",
+    "check_bidup_argmin", "check_monotone", "check_refine_trace", "check_scaling",
     "NumericalError",
 ]

@@ -1,4 +1,4 @@
-"""Bid-Up and the refinement loop: Alg. 4 of [1] (THEORY.md section 3).
+"""Bid-Up and the refinement loop: Alg. 4 of [1] (docs/theory.md, Alg. 1-4).
 
 **Bid-Up.** Fixed grid, target ``W~ = W - L R``, objective
 ``f(Q) = tr((W~ - Q)^T G (W~ - Q))`` with ``G = H_lam`` (default) or ``G = H``.

@@ -1,6 +1,6 @@
 """Correctness checks a user can run on their own data (like PyLops' ``dottest``).
 
-Each check recomputes one statement of [1] (THEORY.md section 3) by an
+Each check recomputes one statement of [1] (docs/theory.md) by an
 independent route and returns a :class:`CheckResult` that reports the measured
 quantity, what it was compared with, the slack and the tolerance, so a failure
 comes with its numbers. Tests and the paper checks call these same functions.
@@ -8,14 +8,15 @@ comes with its numbers. Tests and the paper checks call these same functions.
 ========================== ===============================================================
 check_loss_identity        damped error of Q (GPTQ) or of ``[Q; -R]`` (GILoRA) == sum of
                            per-step terms
-check_gilora_r0_is_gptq    GILoRA with ``r = 0`` gives GPTQ's Q
+check_gilora_r0_is_gptq    GILoRA with ``r = 0`` gives the row-by-row GPTQ loop's Q
 check_blocksize_invariance the lazy-batch block size does not change Q
 check_routes_agree         the Cholesky and eig+QR factorisations give the same Q
-check_ridge_solution       GILoRA's R is the ridge solution for its Q and L
+check_ridge_solution       GILoRA's R solves the ridge normal equations (backward error)
 check_schur_gptq           GILoRA's Q is GPTQ run on the Schur complement S
 check_olrc_optimality      OLrC's value is the tail singular energy and no competitor beats it
 check_bidup_argmin         every Bid-Up update is the exact coordinate argmin (brute force)
 check_monotone             a trace never increases beyond rounding
+check_refine_trace         a refinement's trace entry is F of the state it returns
 check_scaling              ``X -> cX`` scales errors by ``c^2`` and leaves Q unchanged
 ========================== ===============================================================
 
@@ -48,7 +49,7 @@ References
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.linalg
@@ -56,16 +57,16 @@ import scipy.linalg
 from . import _validation as _v
 from .bidup import bid_up
 from .gilora import GILoRAResult, augmented_hessian, gilora, schur_complement
-from .gptq import GPTQResult, dead_channel_convention, gptq, psi_factor
+from .gptq import GPTQResult, dead_channel_convention, gptq, gptq_loop, psi_factor
 from .grid import Grid, check_grid
-from .objective import evaluate, hessian
+from .objective import evaluate, hessian, resolve_lam
 from .olrc import olrc
 
 __all__ = [
     "CheckResult", "check_loss_identity", "check_gilora_r0_is_gptq",
     "check_blocksize_invariance", "check_routes_agree", "check_ridge_solution",
     "check_schur_gptq", "check_olrc_optimality", "check_bidup_argmin", "check_monotone",
-    "check_scaling",
+    "check_refine_trace", "check_scaling",
 ]
 
 _EPS = np.finfo(np.float64).eps
@@ -95,6 +96,9 @@ class CheckResult:
         ``64 * n * eps * kappa * scale`` (see the module docstring).
     detail : str
         One line with the numbers behind the verdict.
+    numbers : dict
+        Further named measurements reported beside the verdict (e.g. the forward
+        error ``rel_dR`` of :func:`check_ridge_solution`); empty for most checks.
     """
 
     name: str
@@ -104,6 +108,7 @@ class CheckResult:
     slack: float
     tol: float
     detail: str
+    numbers: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
@@ -255,7 +260,7 @@ def _result_pass(W, H, result, dead_channels: bool, route: str = "cholesky") -> 
 
 def check_loss_identity(W, H, result, *, lam: float | None = None,
                         dead_channels: bool = True) -> CheckResult:
-    """Damped error == sum of the per-step terms (loss identity, THEORY.md section 3).
+    """Damped error == sum of the per-step terms (loss identity, docs/theory.md, Alg. 1-4).
 
     GPTQ: ``E_lam(Q) = tr(D^T H_lam D)``, ``D = W - Q``. GILoRA: the damped
     augmented error ``||X (W - Q - L R)||^2 + lam ||W - Q||^2 + lam ||R||^2``.
@@ -301,64 +306,108 @@ def check_loss_identity(W, H, result, *, lam: float | None = None,
                      f"per-step terms {result.step_sum:.6g} (lam {lam:.3g})")
 
 
-def check_gilora_r0_is_gptq(W, H, grid: Grid, **kw) -> CheckResult:
-    """GILoRA with ``r = 0`` equals GPTQ (claim C1 of THEORY.md section 6).
+def check_gilora_r0_is_gptq(W, H, grid: Grid, *, gilora_fn=None, columns=None, **kw) -> CheckResult:
+    """GILoRA with ``r = 0`` equals GPTQ (claim C1; docs/theory.md, "Claims").
 
-    Both are run with the same keyword options ``kw`` (``damp``, ``lam``,
-    ``blocksize``, ``route``, ``act_order``, ``dead_channels``). The empty
-    branch leaves the arithmetic unchanged, so Q must be identical and the
-    per-step terms equal.
+    GILoRA (``gilora_fn``, default :func:`gilora_theory.gilora`) runs with rank 0
+    and the keyword options ``kw`` (``damp``, ``lam``, ``blocksize``, ``route``,
+    ``act_order``, ``dead_channels``, ``damp_from``). The reference is an
+    independent route: :func:`gilora_theory.gptq.gptq_loop`, the paper's
+    row-by-row Alg. 1 (no lazy batches, no shared kernel), on the same
+    dead-channel convention, processing order (``argsort(-diag H)`` with
+    act-order, computed here) and damping ``lam = damp mean(diag H)``. A bug in
+    the blocked kernel that GPTQ and GILoRA share therefore shows up here.
+    ``columns`` (optional indices) restricts the loop and the comparison to those
+    output columns: columns are quantized independently (per-column grid, shared
+    ``Psi``), so a subset is compared exactly and the loop's cost falls with it.
 
     Returns
     -------
     CheckResult
-        ``value`` GILoRA's step sum, ``reference`` GPTQ's; ``tol`` with
-        ``n = N``, ``kappa = 1``, ``scale = reference``; Q must be identical.
+        ``value`` GILoRA's step sum, ``reference`` the loop's (compared when the Q
+        agree); ``tol`` with ``n = N``, ``kappa = 1``, ``scale = step_sum +
+        2 sqrt(step_sum M)`` (as :func:`check_blocksize_invariance`). Q must agree
+        (or differ first at a detected rounding tie, tie tolerance with
+        ``kappa = cond(H_lam)``), ``R`` must be empty, the order and ``lam`` equal.
     """
     W = _v.as_matrix("W", W)
-    damp_from = kw.pop("damp_from", "augmented")  # the same lam for r = 0 either way
-    res_g = gptq(W, H, grid, **kw)
-    res_l = gilora(W, H, grid, 0, damp_from=damp_from, **kw)
-    same = bool(np.array_equal(res_g.Q, res_l.Q)) and res_l.R.shape[0] == 0
-    n_differ = int(np.count_nonzero(res_g.Q != res_l.Q))
-    tol = _C * W.shape[0] * _EPS * res_g.step_sum
-    what = "Q identical" if n_differ == 0 else f"Q NOT identical ({n_differ} entries)"
-    return _identity("gilora_r0_is_gptq", res_l.step_sum, res_g.step_sum, tol,
-                     f"{what}; lam {res_l.lam!r} vs {res_g.lam!r}",
-                     extra_ok=same and res_l.lam == res_g.lam)
+    H = _v.check_hessian(H, W.shape[0])
+    check_grid(grid, W)
+    res = (gilora if gilora_fn is None else gilora_fn)(W, H, grid, 0, **kw)
+    dead = kw.get("dead_channels", True)
+    Wd, Hd = _prepared(W, H, dead)
+    lam = resolve_lam(H, kw.get("damp", 0.01), kw.get("lam"))
+    N = W.shape[0]
+    p = np.argsort(-np.diag(Hd), kind="stable") if kw.get("act_order") else np.arange(N)
+    cols = np.arange(W.shape[1]) if columns is None else np.asarray(columns, dtype=int)
+    rows_grid = _per_row_grid(Grid(grid.step[:, cols], grid.zero[:, cols], grid.bits, grid.beta,
+                                   grid.bounded, grid.groupsize), p)
+    Wc = Wd[:, cols]
+    ref = gptq_loop(Wc[p], Hd[np.ix_(p, p)], rows_grid, lam=lam)
+    Psi = psi_factor(_damped(Hd[np.ix_(p, p)], lam))
+    a, b = _Pass(Wc[p], res.Q[p][:, cols], Psi), _Pass(Wc[p], ref.Q, Psi)
+    res_sum = float(np.sum(res.step_terms)) if columns is None else _Pass_step_sum(a)
+    ok, n_differ, detail = _compare_passes(a, b, 2.0 * rows_grid.half_step(np.arange(N)),
+                                           _cond(_damped(Hd, lam))[0])
+    same = (np.array_equal(res.perm, p) and res.R.shape[0] == 0 and res.lam == lam)
+    tol = _step_sum_tol(N, ref.step_sum, _magnitude(b))
+    return _identity("gilora_r0_is_gptq", res_sum, ref.step_sum, tol,
+                     f"vs the row-by-row loop: {detail}; lam {res.lam!r} vs {lam!r}; "
+                     f"order {'equal' if np.array_equal(res.perm, p) else 'DIFFERENT'}",
+                     extra_ok=ok and same, compared=n_differ == 0)
 
 
-def check_blocksize_invariance(W, H, grid: Grid, *, blocksizes=(1, 7, 128), **kw) -> CheckResult:
-    """The lazy-batch block size does not change Q (claim C2).
+def _Pass_step_sum(p: _Pass) -> float:
+    """``sum_t ||w~_t - q_t||^2 / Psi_tt^2 = ||Psi^{-1} (W - Q)||_F^2`` of a pass's columns."""
+    E = scipy.linalg.solve_triangular(p.Psi, p.Wp - p.Qp, lower=True, check_finite=False)
+    return float(np.sum(E * E))
 
-    GPTQ is run once per block size (other options ``kw`` shared); each Q is
-    compared with the first, allowing only a detected rounding tie.
+
+def check_blocksize_invariance(W, H, grid: Grid, *, blocksizes=(1, 7, 128), rank: int = 0,
+                               **kw) -> CheckResult:
+    """The lazy-batch block size does not change Q, nor GILoRA's R (claim C2).
+
+    GPTQ (``rank = 0``) or GILoRA with ``rank`` (``L = V_r``) is run once per block
+    size (other options ``kw`` shared); each Q is compared with the first, allowing
+    only a detected rounding tie, and for GILoRA each ``R`` with the first's.
 
     Returns
     -------
     CheckResult
         ``value`` the largest step-sum difference among runs whose Q agree,
-        ``reference`` 0; ``tol`` with ``n = N``, ``kappa = 1``,
+        ``reference`` 0; ``tol`` with ``n = N + r``, ``kappa = 1``,
         ``scale = step_sum + 2 sqrt(step_sum M)`` (``M`` as in
-        :func:`check_loss_identity`). Tie tolerance uses ``kappa = cond(H_lam)``.
+        :func:`check_loss_identity`). Tie tolerance uses ``kappa = cond(H_lam)``
+        (augmented for GILoRA); ``R`` must agree within
+        ``64 (N + r) eps kappa ||R||_F``.
     """
     W = _v.as_matrix("W", W)
     H = _v.check_hessian(H, W.shape[0])
-    runs = [gptq(W, H, grid, blocksize=b, **kw) for b in blocksizes]
+    rank = _v.check_int("rank", rank, low=0, high=min(W.shape))
+    if rank:
+        runs = [gilora(W, H, grid, rank, blocksize=b, **kw) for b in blocksizes]
+    else:
+        runs = [gptq(W, H, grid, blocksize=b, **kw) for b in blocksizes]
     route = kw.get("route", "cholesky")
     dead = kw.get("dead_channels", True)
     base = _result_pass(W, H, runs[0], dead, route)
-    kappa = _cond(_damped(_prepared(W, H, dead)[1], runs[0].lam))[0]
+    G = _augmented(H, runs[0].L, dead) if rank else _prepared(W, H, dead)[1]
+    kappa = _cond(_damped(G, runs[0].lam))[0]
     steps = _steps(grid, runs[0].perm, W.shape[1])
     ok, worst, notes = True, 0.0, []
+    R_tol = _C * G.shape[0] * _EPS * kappa * (float(np.linalg.norm(runs[0].R)) if rank else 0.0)
     for b, res in zip(blocksizes[1:], runs[1:]):
         same, n_differ, detail = _compare_passes(base, _Pass(base.Wp, res.Q[res.perm], base.Psi),
                                                  steps, kappa)
         ok &= same
         if n_differ == 0:
             worst = max(worst, abs(res.step_sum - runs[0].step_sum))
+            if rank:
+                dR = float(np.linalg.norm(res.R - runs[0].R))
+                ok &= dR <= R_tol
+                detail += f"; ||dR||_F {dR:.3g} (tol {R_tol:.3g})"
         notes.append(f"blocksize {b} vs {blocksizes[0]}: {detail}")
-    tol = _step_sum_tol(W.shape[0], runs[0].step_sum, _magnitude(base))
+    tol = _step_sum_tol(G.shape[0], runs[0].step_sum, _magnitude(base))
     return _identity("blocksize_invariance", worst, 0.0, tol, "; ".join(notes), extra_ok=ok)
 
 
@@ -390,42 +439,59 @@ def check_routes_agree(W, H, grid: Grid, **kw) -> CheckResult:
 
 
 def check_ridge_solution(W, H, result: GILoRAResult, *, dead_channels: bool = True) -> CheckResult:
-    """GILoRA's ``R`` equals the ridge solution ``(L^T H L + lam I)^{-1} L^T H (W - Q)``.
+    """GILoRA's ``R`` solves the ridge normal equations ``K R = B`` (claim C5).
 
-    The ridge solution is computed with ``numpy.linalg.solve`` on the normal
-    equations (an independent route from the pass).
+    ``K = L^T H L + lam I`` and ``B = L^T H (W - Q)`` with GILoRA's ``L``, ``Q`` and
+    ``lam``, formed here directly from ``H``. Judged by the normwise backward error of
+    the returned ``R`` (Rigal-Gaches; Higham [3], Thm. 7.1, with the error of forming
+    ``B`` in the denominator)::
+
+        eta = ||K R - B||_F / (||K||_2 ||R||_F + ||L||_2 ||H||_2 ||W - Q||_F)
+
+    which a backward-stable computation keeps below ``n eps`` (``n = N + r``)
+    whatever the conditioning: an ``R`` that is off by a relative ``d`` has
+    ``eta ~ d``. The forward error ``||R - R_ridge||_F / ||R_ridge||_F`` against
+    ``numpy.linalg.solve(K, B)`` is reported in ``detail``.
 
     Returns
     -------
     CheckResult
-        ``value`` ``||R - R_ridge||_F``, ``reference`` 0; ``tol`` with ``n = N + r``,
-        ``kappa = cond(H_aug + lam I)`` and ``scale = ||R_ridge||_F +
-        sqrt((step_sum + M) / lambda_min) + ||L||_2 ||H||_2 ||W - Q||_F / lambda_min``
-        (``R`` is a sum of ``Psi_{N+k,t} eps_t``, ``||Psi|| = lambda_min^{-1/2}``;
-        ``M`` as in :func:`check_loss_identity`).
+        ``value`` ``eta``, ``reference`` 0; ``tol = 64 (N + r) eps`` (``kappa = 1``,
+        ``scale = 1``: the backward error is already relative); ``numbers["rel_dR"]``
+        the forward error.
+
+    References
+    ----------
+    [3] N. J. Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed.,
+        SIAM (2002).
     """
     W = _v.as_matrix("W", W)
     H = _v.check_hessian(H, W.shape[0])
     if not isinstance(result, GILoRAResult):
         raise TypeError(f"result must be a GILoRAResult; got {type(result).__name__}")
-    L, lam = result.L, result.lam
+    L, lam, R = result.L, result.lam, result.R
+    Wd = _prepared(W, H, dead_channels)[0]
+    D = Wd - result.Q
     K = L.T @ H @ L + lam * np.eye(L.shape[1])
-    R_ridge = np.linalg.solve(K, L.T @ H @ (W - result.Q))
-    value = float(np.linalg.norm(result.R - R_ridge))
-    kappa, lo, hi = _cond(_damped(_augmented(H, L, dead_channels), lam))
+    B = L.T @ (H @ D)
     nL = float(np.linalg.norm(L, 2)) if L.size else 0.0
-    M = _magnitude(_result_pass(W, H, result, dead_channels))
-    scale = (float(np.linalg.norm(R_ridge)) + np.sqrt((result.step_sum + M) / lo)
-             + nL * float(np.linalg.norm(H, 2)) * float(np.linalg.norm(W - result.Q)) / lo)
-    tol = _C * (W.shape[0] + L.shape[1]) * _EPS * kappa * scale
-    return _identity("ridge_solution", value, 0.0, tol,
-                     f"||R - R_ridge||_F = {value:.3g} with ||R_ridge||_F = "
-                     f"{np.linalg.norm(R_ridge):.3g} (rank {L.shape[1]}, lam {lam:.3g})")
+    denom = (float(np.linalg.norm(K, 2)) if K.size else 0.0) * float(np.linalg.norm(R)) + (
+        nL * float(np.linalg.norm(H, 2)) * float(np.linalg.norm(D)))
+    eta = float(np.linalg.norm(K @ R - B)) / denom if denom > 0 else 0.0
+    R_ridge = np.linalg.solve(K, B)
+    nR = float(np.linalg.norm(R_ridge))
+    rel = float(np.linalg.norm(R - R_ridge)) / nR if nR > 0 else float(np.linalg.norm(R))
+    tol = _C * (W.shape[0] + L.shape[1]) * _EPS
+    chk = _identity("ridge_solution", eta, 0.0, tol,
+                    f"backward error {eta:.3g} of K R = B; ||R - R_ridge||_F / ||R_ridge||_F = "
+                    f"{rel:.3g} (rank {L.shape[1]}, lam {lam:.3g}, cond(K) "
+                    f"{np.linalg.cond(K) if K.size else 1.0:.3g})")
+    return replace(chk, numbers={"rel_dR": rel})
 
 
 def check_schur_gptq(W, H, grid: Grid, result: GILoRAResult, *,
                      dead_channels: bool = True) -> CheckResult:
-    """GILoRA's ``Q`` equals GPTQ run on the Schur complement ``S`` (THEORY.md section 3).
+    """GILoRA's ``Q`` equals GPTQ run on the Schur complement ``S`` (docs/theory.md, Alg. 1-4).
 
     ``S = H_lam - H L (L^T H L + lam I)^{-1} L^T H`` with GILoRA's ``L`` and
     ``lam``; GPTQ runs undamped on ``S`` in GILoRA's processing order.
@@ -673,6 +739,43 @@ def check_monotone(trace, *, scale: float | None = None) -> CheckResult:
     return _inequality("monotone", value, 0.0, _C * _EPS * scale,
                        f"{trace.shape[0]} values, {trace[0]:.6g} -> {trace[-1]:.6g}; "
                        f"largest change {value:.3g} at step {k}")
+
+
+def check_refine_trace(W, H, result, *, index: int = -1) -> CheckResult:
+    """The trace of a refinement reports the objective of the state it returns (claim C9).
+
+    ``F = tr(D^T H_lam D)``, ``D = W - Q - L R``, is recomputed from the returned
+    ``result.Q``, ``result.L``, ``result.R`` (:func:`gilora_theory.evaluate` with
+    ``lam = result.lam``) and compared with ``result.trace[index]`` (default the
+    last entry: the state after the final OLrC).
+
+    Parameters
+    ----------
+    W : (N, N_out) array_like
+    H : (N, N) array_like
+    result : RefineResult
+        Any object with ``Q``, ``L``, ``R``, ``trace`` and ``lam``.
+    index : int, default -1
+        The trace entry that describes the returned state.
+
+    Returns
+    -------
+    CheckResult
+        ``value`` the recomputed ``F``, ``reference`` the trace entry; ``tol`` with
+        ``n = N``, ``kappa = 1``, ``scale = ||H_lam||_2 (||W||_F + ||Q||_F +
+        ||L||_2 ||R||_F)^2`` (the size of the products behind either value).
+    """
+    W = _v.as_matrix("W", W)
+    H = _v.check_hessian(H, W.shape[0])
+    obj = evaluate(W, result.Q, result.L, result.R, H=H, lam=result.lam)
+    ref = float(np.asarray(result.trace)[index])
+    nL = float(np.linalg.norm(result.L, 2)) if np.size(result.L) else 0.0
+    size = float(np.linalg.norm(W)) + float(np.linalg.norm(result.Q)) + nL * float(
+        np.linalg.norm(result.R))
+    tol = _C * W.shape[0] * _EPS * (float(np.linalg.norm(H, 2)) + result.lam) * size ** 2
+    return _identity("refine_trace", obj.damped_error, ref, tol,
+                     f"F of the returned (Q, L, R) {obj.damped_error:.10g} vs trace[{index}] "
+                     f"{ref:.10g}")
 
 
 def check_scaling(W, X, grid: Grid, c: float, *, rank: int = 0, damp: float = 0.01,

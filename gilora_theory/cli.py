@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 
+from . import __version__
 from .data.io import check_folder, load_layer, save_result, writable_file
 from .methods import METHODS, compress
 from .storage import compression_storage
@@ -337,7 +338,7 @@ def _cmd_model_error(args) -> dict:
 def _add_bounds(sub) -> None:
     p = sub.add_parser("bounds", help="upper-bound chain of GPTQ and GILoRA, link by link, and the lower bound",
                        description="Run GPTQ and GILoRA (L = V_r) on one layer and print every link of "
-                                   "the upper-bound chain (THEORY.md section 4) with the clipping "
+                                   "the upper-bound chain (docs/theory.md, 'Upper bounds') with the clipping "
                                    "count, plus the minimax lower bound for the layer's shape and scale.")
     p.add_argument("layer", help="LAYER.npz with W and X or H")
     _add_grid_options(p)
@@ -573,6 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
     parser = _Parser(prog="gilora-theory",
                      description="GPTQ-intrinsic LoRA: algorithms, bounds and checks")
+    parser.add_argument("--version", action="version", version=f"gilora-theory {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in _SUBCOMMANDS:
         add(sub)

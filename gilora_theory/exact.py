@@ -1,4 +1,4 @@
-"""Exact optima on tiny layers (THEORY.md sections 5-6): the yardstick for every algorithm.
+"""Exact optima on tiny layers: the yardstick for every algorithm (docs/theory.md, "Claims").
 
 ``r = 0``: ``min_Q ||X (W - Q)||_F^2`` separates over output columns; column j is a
 closest-vector problem on the finite alphabet ``A_j^N``. With ``H = R^T R``

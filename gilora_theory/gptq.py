@@ -4,7 +4,7 @@
 :func:`gptq` is the same arithmetic in lazy batches (what every other function
 calls), and the tests compare the two (identical ``Q``). ``Psi`` is lower
 triangular with ``Psi Psi^T = H_lam^{-1}`` (:func:`psi_factor`). Identity
-(``docs/theory.md``, "Algorithms"): ``W - Q = Psi E`` with ``E`` stacking the
+(docs/theory.md, "GPTQ (Alg. 1)"): ``W - Q = Psi E`` with ``E`` stacking the
 ``eps_t``, so ``E_lam(Q) = sum_t ||w~_t - q_t||^2 / Psi_tt^2``; ``1 / Psi_tt^2``
 is the damped Schur complement of coordinate t with respect to the later ones.
 
@@ -220,7 +220,7 @@ def psi_factor(H_lam, *, route: str = "cholesky") -> np.ndarray:
         ``Psi = J C^{-T} J`` (unique by uniqueness of Cholesky factors).
         ``"eig"``: ``H_lam = V diag(e) V^T``, ``B = H_lam^{-1/2} = V diag(e^{-1/2}) V^T``,
         ``B = Q_B R_B`` (QR), ``Psi = R_B^T`` with column signs made positive
-        (THEORY.md section 3, the more stable route).
+        (docs/theory.md, Alg. 1-4, the more stable route).
 
     Raises
     ------

@@ -1,4 +1,4 @@
-"""The quantization grid of [1] (THEORY.md section 2).
+"""The quantization grid of [1] (docs/theory.md, "The grid").
 
 An asymmetric uniform grid per output channel j (column of ``W``), with
 bit-width ``b`` and clipping factor ``beta``::
@@ -90,7 +90,7 @@ class Grid:
         return out
 
     def quantize(self, x: np.ndarray, rows=0, *, out: np.ndarray | None = None) -> np.ndarray:
-        """Nearest alphabet point of every entry: ``quant_j(x)`` of THEORY.md section 2.
+        """Nearest alphabet point of every entry: ``quant_j(x)`` of docs/theory.md, "The grid".
 
         A 1-D uniform grid's nearest point is the rounded, then clipped, code,
         so this is also the exact nearest-point map used by Bid-Up. ``out``
@@ -120,7 +120,7 @@ class Grid:
 
 
 def _fit_columns(W: np.ndarray, maxq: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
-    """Step and zero of THEORY.md section 2 for the columns of a block of W."""
+    """Step and zero of docs/theory.md, "The grid" for the columns of a block of W."""
     wmin, wmax = W.min(axis=0), W.max(axis=0)
     rho = wmax - wmin
     const = rho == 0
@@ -136,7 +136,7 @@ def _fit_columns(W: np.ndarray, maxq: int, beta: float) -> tuple[np.ndarray, np.
 
 def fit_grid(W, bits: int, *, beta: float = 1.0, bounded: bool = True,
              groupsize: int | None = None) -> Grid:
-    """Fit the asymmetric per-column grid of THEORY.md section 2 to ``W``.
+    """Fit the asymmetric per-column grid of docs/theory.md, "The grid" to ``W``.
 
     Parameters
     ----------
@@ -192,7 +192,7 @@ def check_grid(grid, W: np.ndarray, name: str = "W") -> None:
 
 
 def clipped_mask(grid: Grid, target: np.ndarray, Q: np.ndarray, rows=None) -> np.ndarray:
-    """Entries quantized with ``|target - Q| > delta / 2`` (THEORY.md section 2).
+    """Entries quantized with ``|target - Q| > delta / 2`` (docs/theory.md, "The grid").
 
     ``target`` is the value that was rounded (``w~`` in GPTQ). A relative
     tolerance of 8 machine epsilons of the step absorbs rounding of exact ties.

@@ -1,4 +1,4 @@
-"""The information-theoretic lower bound of [1] (THEORY.md section 5) and the class K.
+"""The information-theoretic lower bound of [1] and the class K (docs/theory.md, "Lower bound").
 
 For a symmetric alphabet of half-width ``B = 2^{b-1}`` (``2B + 1`` symbols), a
 rank budget r and ``||L R||_F <= rho``, the bound reads (squared-error convention)::
@@ -7,7 +7,7 @@ rank budget r and ``||L R||_F <= rho``, the bound reads (squared-error conventio
     J  =  N N_out / ( r (N + N_out + 1) + e ),
 
 with ``c_net = 41``, ``c_vol = sqrt(pi e / 6)`` and ``e = 2`` extra dimensions
-(:func:`lower_bound`; all three are keyword parameters, THEORY.md marks the formula
+(:func:`lower_bound`; all three are keyword parameters, docs/theory.md marks the formula
 [likely]). It is 0 exactly when ``J <= 1`` (or ``s_min = 0``).
 
 It is a **minimax** statement: *some* W in the class K cannot be represented
@@ -142,7 +142,7 @@ def log_lower_bound(s_min: float, bits: int, rank: int, N: int, N_out: int, rho:
 def lower_bound(s_min: float, bits: int, rank: int, N: int, N_out: int, rho: float = 1.0,
                 *, net_constant: float = NET_CONSTANT, volume_constant: float = VOLUME_CONSTANT,
                 extra_dims: float = EXTRA_DIMS, convention: str = "rank") -> float:
-    """The minimax lower bound of [1] (THEORY.md section 5) on ``E = ||X (W - Q - L R)||_F^2``.
+    """The minimax lower bound of [1] on ``E = ||X (W - Q - L R)||_F^2`` (docs/theory.md).
 
     ``s_min^2 / ((2B + 1)^{2J/(J-1)} (c_net c_vol rho)^{2/(J-1)})`` with ``B = 2^{b-1}``,
     ``J = N N_out / (r (N + N_out + 1) + e)``; 0 when ``J <= 1``. For W in the class K
@@ -315,7 +315,7 @@ class ScalingComparison:
 def scaling_comparison(N_values, bits_values, *, rank: int = 0, N_out: int | None = None,
                        s: float = 1.0, damp: float = 0.01, rho: float = 1.0,
                        rng=None) -> ScalingComparison:
-    """Dominant scaling (THEORY.md section 5): upper/lower bound as N and b vary.
+    """Dominant scaling (docs/theory.md, "Lower bound and the class K"): upper/lower bound as N and b vary.
 
     For ``X = s I`` (every ``s_i = s``, so ``s_min = s`` and ``tail_r = (N - r) s^2``)
     and W drawn from K (``N x N_out``, default ``N_out = N``), the upper bound is

@@ -294,7 +294,7 @@ def _gptq_olrc(W, H, grid, r, *, lam, blocksize, route, **kw):
 def _gilora(W, H, grid, r, *, damp, damp_from, blocksize, route, l_bits=None, **kw):
     res = gilora(W, H, grid, r, l_bits=l_bits, damp=damp, damp_from=damp_from,
                  blocksize=blocksize, route=route)
-    info = {"pass_lam": res.lam}
+    info = {"pass_lam": res.lam, "g_r": res.g_r, "gap_resolvable": res.gap_resolvable}
     if res.L_grid is not None:
         info["L_grid"] = res.L_grid        # compress takes it out (not a report value)
     return _Made(res.Q, res.L, res.R, res.n_clipped, None, info)

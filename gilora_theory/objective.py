@@ -1,4 +1,4 @@
-"""The layer-wise objective of [1] (THEORY.md section 1).
+"""The layer-wise objective of [1] (docs/theory.md, "Notation").
 
 ``E = ||X (W - Q - L R)||_F^2 = tr(D^T H D)`` with ``D = W - Q - L R`` and
 ``H = X^T X``; damped ``E_lam = E + lam ||D||_F^2`` with

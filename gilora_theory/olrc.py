@@ -1,4 +1,4 @@
-"""Optimal low-rank compensation (OLrC): Alg. 2 of [1] (THEORY.md section 3).
+"""Optimal low-rank compensation (OLrC): Alg. 2 of [1] (docs/theory.md, Alg. 1-4).
 
 For a fixed ``Q``::
 

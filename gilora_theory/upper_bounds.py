@@ -1,4 +1,4 @@
-"""Upper bounds of [1]: the chain of THEORY.md section 4, link by link.
+"""Upper bounds of [1]: the chain of docs/theory.md, "Upper bounds", link by link.
 
 For one GPTQ or GILoRA run (Alg. 1 / Alg. 3 of [1]) with a fixed ``L`` (``V_r``,
 a quantized ``V_r`` or any ``N x r`` matrix; GPTQ is ``r = 0``) and absolute damping
@@ -33,7 +33,7 @@ Write the damped augmented design ``Z = [[X, X L], [sqrt(lam) I_N, 0], [0, sqrt(
    ``X (W - Q - L R)``, ``sqrt(lam) (W - Q)`` and ``-sqrt(lam) R``, so
    ``E_lam_aug = tr(D_aug^T (H_aug + lam I) D_aug)``; the pass gives ``D_aug = Psi Eps``
    with ``Psi^T (H_aug + lam I) Psi = I``, hence ``E_lam_aug = ||Eps||_F^2``, the sum of
-   the per-step terms (THEORY.md section 3).
+   the per-step terms (docs/theory.md, Alg. 1-4).
 3. ``step_sum <= schur_sum``: without clipping ``|w~_tj - q_tj| <= delta_j / 2`` termwise.
 4. ``schur_sum <= trace_S``: ``H_aug + lam I = Psi^{-T} Psi^{-1}`` with ``Psi^{-T}`` upper
    triangular, so ``1 / Psi_tt^2`` is the Schur complement of coordinate t with respect
@@ -251,7 +251,7 @@ def _check_run(W, H, grid, run):
 
 
 def bound_chain(W, H, grid: Grid, run, *, lam_cor39: float | None = None) -> BoundChain:
-    """Evaluate the upper-bound chain of THEORY.md section 4 for one run.
+    """Evaluate the upper-bound chain of docs/theory.md, "Upper bounds" for one run.
 
     Parameters
     ----------
@@ -473,7 +473,7 @@ class FactorisedBound:
 
 def factorised_bound(W, H, bits: int, *, beta: float = 1.0, damp: float = 0.01,
                      damp_from: str = "hessian", r_max: int | None = None) -> FactorisedBound:
-    """``g(b)``, ``h(r)``, the convexity of h and its minimiser ``r*`` (THEORY.md section 4).
+    """``g(b)``, ``h(r)``, the convexity of h and its minimiser ``r*`` (docs/theory.md, "Upper bounds").
 
     Tail energies come from ``eig(H)`` (``X`` is not needed). Per-column grids only.
 

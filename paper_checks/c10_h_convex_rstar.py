@@ -1,7 +1,7 @@
 """C10: h(r) is convex with minimiser r* = #{s_i^2 > lam}.
 
 In the factorised bound g(b) h(r), h(r) = ||X - X_r||_F^2 + (N + r) lam is
-convex in r and minimal at r* = #{s_i^2 > lam} (Sec. 4 of THEORY.md).
+convex in r and minimal at r* = #{s_i^2 > lam} (Sec. 4 of docs/theory.md).
 
 Data: the synthetic gallery and the bundled real all-MiniLM-L6-v2 layers
 (``gilora_theory.experiments.paper.default_data``), seed fixed below; ``--quick`` (or the

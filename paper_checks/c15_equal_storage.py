@@ -10,7 +10,7 @@ bits, GPTQ -> OLrC, GILoRA, GILoRA + refinement, and data-free SVD branches
 (on GPTQ's and on RTN's Q), each with a full-precision or quantized branch.
 It also measures whether quantizing L *before* the GILoRA pass (so the pass
 absorbs L's rounding) beats quantizing it after, and what quantizing L costs in
-the upper bound for a general L (THEORY.md section 4) against the measurement.
+the upper bound for a general L (docs/theory.md, "Upper bounds") against the measurement.
 
 It fails if an inequality that must hold is violated: GPTQ -> OLrC never worse
 than GPTQ, refinement never worse than its GILoRA start (damped errors, full-

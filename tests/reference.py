@@ -11,7 +11,7 @@ import scipy.linalg
 
 
 def fit_grid(W, bits, beta=1.0, groupsize=None):
-    """Step and zero (G x N_out) of THEORY.md section 2, one column and group at a time."""
+    """Step and zero (G x N_out) of docs/theory.md, "The grid", one column and group at a time."""
     N, N_out = W.shape
     maxq = 2**bits - 1
     size = N if groupsize is None else groupsize

@@ -43,6 +43,12 @@ def test_quick_check_writes_both_reports(quick_run):
         assert report[cid]["metrics"] and report[cid]["summary"]
     assert report["meta"]["mode"] == "quick" and report["meta"]["exit_status"] == 0
     assert any("real layers" in s for s in report["meta"]["data"])
+    prov = report["meta"]["provenance"]
+    import gilora_theory
+    import numpy as np
+    assert prov["gilora_theory"] == gilora_theory.__version__ and prov["numpy"] == np.__version__
+    assert {"git_commit", "python", "scipy", "blas", "threads", "seeds", "data_hashes"} <= set(prov)
+    assert prov["seeds"] == [0] and prov["data_hashes"]          # the real layers' hashes
     md = (out / "report.md").read_text()
     for cid in CLAIMS:
         assert f"| {cid} | **" in md and f"## {cid} " in md
@@ -109,3 +115,10 @@ def test_unwritable_out_fails_before_any_claim_runs(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "out must be a writable folder" in err[0]
     assert not out.exists()
+
+
+def test_version_prints_the_package_version():
+    import gilora_theory
+    proc = subprocess.run([sys.executable, "-m", "gilora_theory.cli", "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"gilora-theory {gilora_theory.__version__}"

@@ -215,3 +215,35 @@ def test_workers_exit_when_the_sweep_is_killed(tmp_path, watch):
     if survived:
         os.kill(worker, signal.SIGKILL)
     assert survived != watch
+
+
+# ------------------------------------------------ provenance and data hashes (issue 13)
+
+def test_sweep_sidecar_records_provenance_and_data_hashes(tmp_path):
+    import json
+    from gilora_theory.experiments import sweep
+    spec = sweep.synthetic_spec("tiny", "power_law", m=24, N=8, N_out=6, exponent=1.0)
+    config = sweep.load_config({"name": "prov", "layers": [spec], "methods": ["gptq", "gilora"],
+                                "bits": [3], "ranks": [2], "seeds": [0, 1]})
+    res = sweep.run_sweep(config, tmp_path / "out", progress=False)
+    side = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    prov = side["provenance"]
+    assert prov["seeds"] == [0, 1] and prov["data_hashes"] == side["data_hashes"]
+    assert {"gilora_theory", "git_commit", "numpy", "scipy", "blas", "threads"} <= set(prov)
+    gil = res.table[res.table.method == "gilora"]
+    assert gil.g_r.between(0, 1).all() and gil.gap_resolvable.all()
+
+
+def test_synthetic_data_hash_depends_on_parameters_not_on_H_bytes():
+    from gilora_theory.experiments import sweep
+    spec = sweep.synthetic_spec("tiny", "power_law", m=24, N=8, N_out=6, exponent=1.0)
+    layer = sweep.resolve_layer(spec, 0)
+    h = sweep._layer_hash(spec, 0, layer)
+    # the same generator and seed: the same hash even if H's last bits differ (another BLAS)
+    H2 = layer.H * (1 + 4 * np.finfo(float).eps)
+    assert sweep._layer_hash(spec, 0, type(layer)(layer.W, H2, layer.X, layer.n_samples, layer.name)) == h
+    assert sweep._layer_hash(spec, 1, sweep.resolve_layer(spec, 1)) != h
+    other = dict(spec, params={"exponent": 2.0})
+    assert sweep._layer_hash(other, 0, sweep.resolve_layer(other, 0)) != h
+    # a layer read from a file is hashed by its bytes
+    assert sweep.data_hash(layer.W, layer.H) != sweep.data_hash(layer.W, H2)

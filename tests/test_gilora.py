@@ -198,3 +198,94 @@ def test_negative_R_off_the_ridge_solution_is_detected():
     Q[2, 1] += grid.step[0, 1]  # one grid step away from what the pass chose
     chk = check_schur_gptq(W, H, grid, type(res)(**{**res.__dict__, "Q": Q}))
     assert not chk.passed and "NOT a tie" in chk.detail, chk
+
+
+# ------------------------------------------- several lazy batches (issue 13): N > 256
+
+@pytest.fixture(scope="module")
+def tall_layer():
+    """N = 300 rows (three batches of 128, 43 of 7, 300 of 1), a decaying spectrum."""
+    rng = np.random.default_rng(13)
+    N, N_out = 300, 6
+    X = rng.standard_normal((400, N)) * np.linspace(1.0, 0.05, N)
+    return rng.standard_normal((N, N_out)), X.T @ X
+
+
+@pytest.mark.parametrize("blocksize", [1, 7, 128])
+def test_gilora_over_several_batches_matches_the_row_loop_on_S(tall_layer, blocksize):
+    """Q is the row-by-row GPTQ loop on the Schur complement; R is the ridge solution.
+
+    ``gptq_loop`` shares no code with the blocked pass, so a kernel that drops R's
+    update in every batch but the first (or mis-updates later batches) fails here.
+    """
+    from gilora_theory.gptq import gptq_loop
+    W, H = tall_layer
+    grid = fit_grid(W, 3)
+    res = gilora(W, H, grid, 4, blocksize=blocksize)
+    S = schur_complement(H, res.L, res.lam)
+    loop = gptq_loop(W, S, grid, lam=0.0)
+    np.testing.assert_array_equal(res.Q, loop.Q)
+    assert check_ridge_solution(W, H, res).passed
+    chk = check_loss_identity(W, H, res)
+    assert chk.passed, chk
+
+
+def test_gilora_R_agrees_across_block_sizes(tall_layer):
+    W, H = tall_layer
+    grid = fit_grid(W, 3)
+    runs = [gilora(W, H, grid, 4, blocksize=b) for b in (1, 7, 128, 300)]
+    scale = np.linalg.norm(runs[-1].R)
+    for res in runs[:-1]:
+        np.testing.assert_array_equal(res.Q, runs[-1].Q)
+        assert np.linalg.norm(res.R - runs[-1].R) <= 64 * 300 * EPS * np.linalg.cond(H + res.lam * np.eye(300)) * scale
+
+
+def test_a_kernel_that_drops_R_after_the_first_batch_is_caught(tall_layer, monkeypatch):
+    """The negative case: break R's update in every batch but the first; the test above sees it."""
+    import importlib
+    gptq_module = importlib.import_module("gilora_theory.gptq")
+    original = gptq_module._pass
+    calls = []
+
+    def broken(Wt, Psi, grid, perm, n_quant, blocksize):
+        cut = min(blocksize, n_quant)
+        Psi = Psi.copy()
+        Psi[n_quant:, cut:n_quant] = 0.0     # rows N+1..N+r never see steps after batch 1
+        calls.append(cut)
+        return original(Wt, Psi, grid, perm, n_quant, blocksize)
+    monkeypatch.setattr(gptq_module, "_pass", broken)
+    W, H = tall_layer
+    res = gilora(W, H, fit_grid(W, 3), 4, blocksize=128)
+    assert calls and not check_ridge_solution(W, H, res).passed
+
+
+def test_eigen_subspace_reports_the_gap_and_certifies():
+    from gilora_theory import eigen_subspace, relative_gap
+    H = np.diag([9.0, 4.0, 4.0, 1.0])
+    sub = eigen_subspace(H, 1)
+    assert sub.g_r == pytest.approx(5.0 / 9.0, rel=4 * EPS) and sub.resolvable
+    assert sub.sin_theta_bound <= 64 * 4 * EPS
+    tie = eigen_subspace(H, 2)                      # s_2^2 = s_3^2: span(V_2) is not unique
+    assert tie.g_r == 0.0 and not tie.resolvable and tie.sin_theta_bound == np.inf
+    assert relative_gap([9.0, 4.0, 4.0, 1.0], 4, 4) == (1.0, True)
+    assert relative_gap([9.0], 0, 4) == (None, None)
+    res = gilora(np.ones((4, 2)), H, fit_grid(np.ones((4, 2)), 2), 2)
+    assert res.g_r == 0.0 and res.gap_resolvable is False
+
+
+def test_krylov_and_dense_routes_give_the_same_Q_when_the_gap_is_resolvable(monkeypatch):
+    """N = 1024, r = 8 takes the Krylov route; forcing the dense route must give the same Q."""
+    gl = __import__("importlib").import_module("gilora_theory.gilora")
+    rng = np.random.default_rng(2)
+    N = 1024
+    X = rng.standard_normal((1100, N)) * np.arange(1, N + 1) ** -0.6
+    H, W = X.T @ X, rng.standard_normal((N, 16))
+    grid = fit_grid(W, 3)
+    sub = gl.eigen_subspace(H, 8)
+    assert sub.route == "krylov" and sub.resolvable
+    krylov = gilora(W, H, grid, 8)
+    monkeypatch.setattr(gl, "_krylov_subspace", lambda H, r: None)
+    assert gl.eigen_subspace(H, 8).route == "dense"
+    dense = gilora(W, H, grid, 8)
+    np.testing.assert_array_equal(krylov.Q, dense.Q)
+    assert np.linalg.norm(krylov.R - dense.R) <= 1e3 * N * EPS * np.linalg.norm(dense.R)

@@ -1,4 +1,4 @@
-"""The grid of THEORY.md section 2: hand-computed cases, the reference, invariants."""
+"""The grid of docs/theory.md, "The grid": hand-computed cases, the reference, invariants."""
 import numpy as np
 import pytest
 from hypothesis import given, settings

@@ -1,4 +1,4 @@
-"""The layer objective (THEORY.md section 1): exact cases, the reference, spectra."""
+"""The layer objective (docs/theory.md, "Notation"): exact cases, the reference, spectra."""
 import numpy as np
 import pytest
 from hypothesis import given, settings

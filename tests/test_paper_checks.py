@@ -27,7 +27,7 @@ from gilora_theory.data.layers import synthetic_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in (ROOT / "paper_checks").glob("c[0-9][0-9]_*.py")
-                 if 1 <= int(p.name[1:3]) <= 14)  # the claims C1..C14 of THEORY.md section 6
+                 if 1 <= int(p.name[1:3]) <= 14)  # the claims C1..C14 of docs/theory.md, "Claims"
 VERDICT = re.compile(r"^(PASS|FAIL|REPORT) C(\d+) [^:]+: .*\d")
 
 
@@ -51,6 +51,19 @@ def test_script_prints_one_verdict_line(script):
     assert int(m.group(2)) == int(script.name[1:3])
     assert proc.returncode == (1 if m.group(1) == "FAIL" else 0), lines[0]
     assert m.group(1) != "FAIL", lines[0]
+
+
+def test_c15_script_runs_like_the_others(tmp_path):
+    """C15 (equal storage, a report): quick mode, one verdict line, REPORT, nothing written."""
+    env = dict(os.environ, GILORA_QUICK="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    script = ROOT / "paper_checks" / "c15_equal_storage.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=600)
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout + proc.stderr
+    m = VERDICT.match(lines[0])
+    assert m and m.group(1) == "REPORT" and m.group(2) == "15", lines[0]
+    assert proc.returncode == 0 and list(tmp_path.iterdir()) == []
 
 
 def test_script_rejects_unknown_argument():
@@ -99,7 +112,8 @@ def test_c09_fails_on_rising_trace(tiny):
         trace[-1] = trace[-2] * 1.001  # a 0.1% rise at the last step
         return dataclasses.replace(res, trace=trace)
     res = paper.c09_refinement_monotone(tiny, refine_fn=refine_bad)
-    assert res.verdict == "FAIL" and res.metrics["failed"] == len(tiny.layers)
+    mono = res.table[res.table.check == "monotone"]
+    assert res.verdict == "FAIL" and not mono.passed.any()
 
 
 def test_c06_fails_on_unclipped_chain_violation(tiny):
@@ -203,3 +217,95 @@ def test_report_files_have_no_nan(tmp_path):
     table = report.verdict_table(results)
     assert table.count("\n") == 5 and "1 fail" in table
     assert not math.isnan(data["C1"]["metrics"]["y"])
+
+
+# --- issue 13 item 4: each claim check fails on its own broken implementation ----------------
+
+def _wrong_update_kernel(monkeypatch):
+    """Break the blocked pass kernel GPTQ and GILoRA share: error feedback 20% too weak."""
+    import importlib
+    gptq_module = importlib.import_module("gilora_theory.gptq")  # the attribute is the function
+    original = gptq_module._pass
+
+    def broken(Wt, Psi, *args):
+        return original(Wt, np.diag(np.diag(Psi)) + 0.8 * np.tril(Psi, -1), *args)
+    monkeypatch.setattr(gptq_module, "_pass", broken)
+
+
+def test_c01_fails_on_a_shared_kernel_with_a_wrong_update(tiny, monkeypatch):
+    lay = tiny.layers[0]
+    grid = paper.fit_grid(lay.W, 3)
+    good = gptq(lay.W, lay.H, grid).Q
+    _wrong_update_kernel(monkeypatch)
+    # GPTQ and GILoRA(r=0) both run the broken kernel and still agree with each other ...
+    assert np.array_equal(gptq(lay.W, lay.H, grid).Q, gilora(lay.W, lay.H, grid, 0).Q)
+    assert not np.array_equal(gptq(lay.W, lay.H, grid).Q, good)
+    # ... so C1 compares with the row-by-row loop instead, and fails.
+    res = paper.c01_gilora_r0_is_gptq(tiny, gilora_fn=gilora)
+    assert res.verdict == "FAIL" and res.metrics["failed"] == len(tiny.layers)
+    assert "NOT a tie" in res.summary
+
+
+def test_c05_fails_on_R_scaled_by_1e3(tiny):
+    def gilora_bad(W, H, grid, rank, **kw):
+        res = gilora(W, H, grid, rank, **kw)
+        return dataclasses.replace(res, R=res.R * (1 + 1e-3))
+    good = paper.c05_ridge_and_schur(tiny)
+    bad = paper.c05_ridge_and_schur(tiny, gilora_fn=gilora_bad)
+    assert good.verdict == "PASS" and good.metrics["max_rel_dR"] < 1e-10
+    assert bad.verdict == "FAIL"
+    assert bad.metrics["max_rel_dR"] == pytest.approx(1e-3, rel=1e-6)
+    assert bad.metrics["max_ridge_gap_over_tol"] > 1e6
+
+
+def test_c09_fails_when_returned_R_disagrees_with_trace(tiny):
+    def refine_bad(*args, **kw):
+        res = refine(*args, **kw)
+        return dataclasses.replace(res, R=res.R * (1 + 1e-3))  # trace untouched and monotone
+    res = paper.c09_refinement_monotone(tiny, refine_fn=refine_bad)
+    table = res.table
+    assert table[table.check == "monotone"].passed.all()
+    assert res.verdict == "FAIL" and not table[table.check == "refine_trace"].passed.any()
+
+
+def test_c10_fails_on_wrong_h(tiny):
+    from gilora_theory.upper_bounds import factorised_bound
+
+    def bound_bad(*args, **kw):
+        fb = factorised_bound(*args, **kw)
+        return dataclasses.replace(fb, h=fb.h * 2)  # convex, same argmin: only the value is wrong
+    res = paper.c10_h_convex_rstar(tiny, bound_fn=bound_bad)
+    assert res.verdict == "FAIL" and res.metrics["max_h_gap_over_tol"] > 1e6
+
+
+def test_c11_fails_on_a_lower_bound_times_2(tiny):
+    from gilora_theory.lower_bounds import lower_bound
+    res = paper.c11_lower_bound(tiny, bound_fn=lambda *a, **k: 2 * lower_bound(*a, **k))
+    assert res.verdict == "FAIL" and res.metrics["formula_mismatches"] > 0
+    assert res.metrics["monotonicity_violations"] == 0   # only the factor is wrong
+
+
+def test_c12_fails_on_a_lower_bound_times_2(tiny):
+    from gilora_theory.lower_bounds import scaling_comparison
+
+    def doubled(Ns, bits, **kw):
+        sc = scaling_comparison(Ns, bits, **kw)
+        return dataclasses.replace(sc, lower=2 * sc.lower, ratio=sc.ratio / 2)
+    res = paper.c12_dominant_scaling(tiny, scaling_fn=doubled)
+    assert res.verdict == "FAIL" and res.metrics["outside_window"]
+
+
+def test_c02_fails_on_a_kernel_that_drops_R_after_the_first_batch(tiny, monkeypatch):
+    import importlib
+    gptq_module = importlib.import_module("gilora_theory.gptq")
+    original = gptq_module._pass
+
+    def broken(Wt, Psi, grid, perm, n_quant, blocksize):
+        Psi = Psi.copy()
+        Psi[n_quant:, min(blocksize, n_quant):n_quant] = 0.0   # R sees batch 1 only
+        return original(Wt, Psi, grid, perm, n_quant, blocksize)
+    assert paper.c02_blocksize_invariance(tiny).verdict == "PASS"
+    monkeypatch.setattr(gptq_module, "_pass", broken)
+    res = paper.c02_blocksize_invariance(tiny)
+    bad = res.table[~res.table.passed]
+    assert res.verdict == "FAIL" and (bad["rank"] > 0).all() and "dR" in bad.detail.iloc[0]

@@ -1,4 +1,4 @@
-"""Tests of gilora_theory.upper_bounds: the chain of THEORY.md section 4, link by link.
+"""Tests of gilora_theory.upper_bounds: the chain of docs/theory.md, "Upper bounds", link by link.
 
 Tiers: tiny cases with answers by hand; independent routes for every link
 (X-based formulas, the explicit Schur complement, the package's

@@ -3,7 +3,7 @@
 Every calibration matrix is built as ``X = U diag(s) V^T`` with orthonormal
 ``U`` (m x k) and ``V`` (N x k), ``k = min(m, N)``, so its singular values ``s``
 are known by construction and so are its tail energies
-``||X - X_r||_F^2 = sum_{i > r} s_i^2`` (THEORY.md section 1), the quantity in the
+``||X - X_r||_F^2 = sum_{i > r} s_i^2`` (docs/theory.md, "Notation"), the quantity in the
 upper bound of Cor. 3.9 of [1]. The families differ in the profile ``p`` of
 ``s = scale sqrt(m) p`` and in how ``U`` and ``V`` are drawn:
 
@@ -313,7 +313,7 @@ def heavy_tailed_weights(N: int, N_out: int, *, df: float = 3.0, rng=None) -> np
 
 
 def class_k_weights(N: int, N_out: int, *, rng=None) -> np.ndarray:
-    """A draw from the class K of the lower bound (Sec. 5 of THEORY.md, [1]).
+    """A draw from the class K of the lower bound (Sec. 5 of docs/theory.md, [1]).
 
     Delegates to :func:`gilora_theory.lower_bounds.sample_class_k`, which states K.
     """

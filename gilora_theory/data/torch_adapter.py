@@ -60,6 +60,7 @@ from .. import _validation as _v
 from .layers import _PROVENANCE, BUNDLE_DIR, SAMPLE_LAYERS, calibration_text, unnormalise_hessian
 from .io import Layer, save_layer, write_json
 from ..methods import compress
+from ..provenance import provenance
 from ..storage import storage
 
 __all__ = [
@@ -719,7 +720,7 @@ def versions() -> dict:
     return {"python": platform.python_version(), "numpy": np.__version__,
             "torch": torch.__version__,
             "transformers": getattr(transformers, "__version__", None),
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "provenance": provenance()}
 
 
 def extract(model: torch.nn.Module, batches, out, *, settings: dict, progress=None) -> dict:

@@ -7,8 +7,8 @@ summed predicted layer error ``sum_l e_l(b_l, r_l)`` is smallest. Three rules
 (:data:`RULES`) supply ``e_l``:
 
 ``bound``
-    The factorised bound ``g_l(b) h_l(r)`` of Cor. 3.9 of [1] (THEORY.md
-    section 4, ``docs/theory.md`` "Upper bounds"), from each layer's ``W`` and
+    The factorised bound ``g_l(b) h_l(r)`` of Cor. 3.9 of [1] (docs/theory.md,
+    "Upper bounds"), from each layer's ``W`` and
     ``H`` alone, at GILoRA's pass damping (``damp_from="augmented"``); no
     compression is run. This is how BRAID [2] allocates.
 ``measured``

@@ -305,7 +305,7 @@ def l_order_comparison(layers, *, bits: int = 3, rank: int = 32, l_bits=(2, 4),
     (it absorbs ``L``'s rounding), ``"after"`` (``R`` from the pass with
     ``V_r``, kept) and ``"after-refit"`` (``R`` refit to the quantized ``L``,
     :func:`gilora_theory.branch.refit_R`), and with ``L = V_r`` unquantized.
-    The cost of quantizing ``L`` in the upper bound (THEORY.md section 4, general
+    The cost of quantizing ``L`` in the upper bound (docs/theory.md, "Upper bounds", general
     ``L``, :func:`gilora_theory.upper_bounds.bound_chain`): the closed form
     ``C (||X (I - L L^+)||_F^2 + lam (N + ||L^+||_F^2))`` for ``V_r`` and for the
     quantized ``L`` the pass used. All passes use ``dead_channels=False``.

@@ -197,7 +197,7 @@ CHAIN = (
     ("bound_trace_S", "bound_closed_form", "C tr S ≤ closed form"),
     ("bound_error", "bound_closed_form", "E ≤ closed form\n(whole chain)"),
 )
-"""Links of the upper-bound chain (THEORY.md section 4): (smaller, larger, label)."""
+"""Links of the upper-bound chain (docs/theory.md, "Upper bounds"): (smaller, larger, label)."""
 
 
 def plot_bound_chain(runs: pd.DataFrame, *, title: str = "") -> Figure:
@@ -255,7 +255,7 @@ def plot_refinement_traces(traces: pd.DataFrame, *, bits: int | None = None,
     """Refinement traces ``F(Q, L R) / F(start)`` against step, one panel per layer.
 
     ``F`` is the damped objective descended by the loop (OLrC and Bid-Up
-    half-steps, THEORY.md section 3), starting from GILoRA; every line must be
+    half-steps, docs/theory.md, Alg. 1-4), starting from GILoRA; every line must be
     non-increasing. Thin lines: runs (seeds), coloured by rank; thick: median.
 
     Parameters

@@ -6,7 +6,8 @@ Takes the :class:`~gilora_theory.experiments.paper.ClaimResult` list of a run an
 - ``report.md``: verdicts, numbers, the tables behind the comparison claims and
   links to the figures, and
 - ``report.json``: claim id -> ``{"verdict", "title", "summary", "metrics"}``
-  plus a ``"meta"`` entry (seed, mode, data, timings).
+  plus a ``"meta"`` entry (seed, mode, data, timings and the provenance of
+  :func:`gilora_theory.provenance.provenance`).
 
 Both files are written atomically (:func:`gilora_theory.data.io.atomic_write`); no
 value in ``report.json`` is NaN (non-finite floats become ``null``).
@@ -272,9 +273,22 @@ def run_check(out_dir, *, quick: bool = False, seed: int = 0, claims=None, live:
         bar.close()
     figures, fig_notes = claim_figures(results, out_dir)
     meta = {"mode": "quick" if quick else "full", "seed": seed, "data": list(data.sources),
-            "seconds": round(time.perf_counter() - t0, 1), "exit_status": exit_status(results)}
+            "seconds": round(time.perf_counter() - t0, 1), "exit_status": exit_status(results),
+            "provenance": _provenance(data)}
     md, js = write_report(out_dir, results, figures=figures, meta=meta, notes=notes + fig_notes)
     return CheckRun(results, md, js, figures, notes + fig_notes, exit_status(results))
+
+
+def _provenance(data) -> dict:
+    """:func:`gilora_theory.provenance.provenance` of a check: the seed, real layers' data hashes.
+
+    Synthetic layers are identified by their generator and seed (``data.sources``);
+    real layers by :func:`gilora_theory.experiments.sweep.data_hash` of their stored bytes.
+    """
+    from ..provenance import provenance
+    from .sweep import data_hash
+    hashes = {lay.name: data_hash(lay.W, lay.H) for lay in data.layers if lay.name in data.real}
+    return provenance(seeds=[data.seed], data_hashes=hashes)
 
 
 def _progress(total: int, enabled: bool):

@@ -96,8 +96,8 @@ from ..objective import layer_error
 
 __all__ = ["SweepConfig", "Run", "SweepResult", "load_config", "packaged_configs", "config_hash",
            "synthetic_spec", "resolve_layer", "data_hash", "expand_runs", "skipped_ranks", "run_one",
-           "bound_columns", "exact_columns", "run_sweep", "run_sweep_cli", "sweep_table",
-           "assemble", "read_tables", "BRANCHLESS", "CHAIN_METHODS", "EXACT_LIMIT",
+           "bound_columns", "exact_columns", "gap_columns", "run_sweep", "run_sweep_cli",
+           "sweep_table", "assemble", "read_tables", "BRANCHLESS", "CHAIN_METHODS", "EXACT_LIMIT",
            "CLAIM_TIMEOUT"]
 
 BRANCHLESS = ("rtn", "gptq")
@@ -374,14 +374,55 @@ def _synthetic_layer(spec: dict, seed: int):
     return Layer(W, cal.H, cal.X, cal.X.shape[0], spec["name"])
 
 
-def data_hash(W, H) -> str:
-    """SHA-256 (first 16 hex digits) of a layer's ``W`` and ``H`` (float64 bytes and shapes)."""
+def data_hash(W, H, *, generator: dict | None = None) -> str:
+    """SHA-256 (first 16 hex digits) of a layer's data, equal across runs, threads and machines.
+
+    With ``generator`` (a synthetic layer: its generator parameters and seed) the hash
+    is that of the canonical JSON of ``generator`` and the shapes: a drawn ``H = X^T X``
+    is a BLAS product whose last bits depend on the thread count, so its bytes would
+    not do. Otherwise (a layer read from a file or bundled) it is the hash of ``W``
+    and ``H`` as stored (float64 bytes and shapes).
+    """
     h = hashlib.sha256()
+    if generator is not None:
+        h.update(json.dumps(generator, sort_keys=True).encode())
     for A in (W, H):
         A = np.ascontiguousarray(A, dtype=np.float64)
         h.update(repr(A.shape).encode())
-        h.update(A.tobytes())
+        if generator is None:
+            h.update(A.tobytes())
     return h.hexdigest()[:16]
+
+
+_GENERATOR_KEYS = ("kind", "m", "N", "N_out", "params", "weights", "weight_params")
+
+
+def _layer_hash(spec: dict, seed: int, layer) -> str:
+    """:func:`data_hash` of a resolved layer: generator parameters for a synthetic one."""
+    if not _seeded(spec):
+        return data_hash(layer.W, layer.H)
+    gen = {k: spec[k] for k in _GENERATOR_KEYS if k in spec}
+    gen.setdefault("weights", "gaussian")
+    return data_hash(layer.W, layer.H, generator={**gen, "seed": int(seed)})
+
+
+@functools.lru_cache(maxsize=8)
+def _layer_eigvals(spec_json: str, seed: int) -> np.ndarray:
+    """Eigenvalues of the layer's ``H``, descending (for ``g_r``)."""
+    layer = resolve_layer(json.loads(spec_json), seed)
+    return np.linalg.eigvalsh(layer.H)[::-1]
+
+
+def gap_columns(run: Run) -> dict:
+    """``g_r = (s_r^2 - s_{r+1}^2) / s_r^2`` and ``gap_resolvable`` at the run's rank.
+
+    :func:`gilora_theory.gilora.relative_gap` on the eigenvalues of the layer's
+    ``H``; empty (NaN in the table) for ``r = 0``.
+    """
+    from ..gilora import relative_gap
+    theta = _layer_eigvals(run.spec, run.seed)
+    g_r, resolvable = relative_gap(theta, run.rank, theta.shape[0])
+    return {"g_r": g_r, "gap_resolvable": resolvable}
 
 
 # ----------------------------------------------------------------------------- runs
@@ -479,8 +520,8 @@ def run_one(run: Run) -> dict:
     (``opt_*``), the errors of :func:`gilora_theory.methods.compress` (``error``,
     ``damped_error``, ``relative_error``), ``signal = ||X W||_F^2 = tr(W^T H W)``,
     ``lam`` and the pass damping ``pass_lam``, the clipping count ``clipped``,
-    the bound columns of :func:`bound_columns` (and of :func:`exact_columns`
-    when the option ``exact`` is set) and the wall-clock seconds of the method,
+    ``g_r`` and ``gap_resolvable`` (:func:`gap_columns`), the bound columns of
+    :func:`bound_columns` (and of :func:`exact_columns` when the option ``exact`` is set) and the wall-clock seconds of the method,
     the bounds and the exact search (``time_method``, ``time_bounds``,
     ``time_exact``). ``trace`` is the refinement trace (``refine`` only) or None.
     """
@@ -498,20 +539,21 @@ def run_one(run: Run) -> dict:
     N, N_out = layer.W.shape
     row = {"run_key": run.key, "layer": run.layer, "N": N, "N_out": N_out,
            "n_samples": layer.n_samples if layer.n_samples is not None else -1,
-           "seed": run.seed, "data_hash": data_hash(layer.W, layer.H), "method": run.method,
+           "seed": run.seed, "data_hash": _layer_hash(json.loads(run.spec), run.seed, layer),
+           "method": run.method,
            "bits": run.bits, "rank": run.rank, **{f"opt_{k}": v for k, v in opts.items()},
            "error": c.objective.error, "damped_error": c.objective.damped_error,
            "relative_error": c.objective.relative_error,
            "signal": layer_error(layer.W, np.zeros_like(layer.W), H=layer.H), "lam": c.lam,
            "pass_lam": float(c.info.get("pass_lam", c.lam)), "clipped": int(c.clipped),
-           **bounds, **exact, "time_method": t1 - t0, "time_bounds": t2 - t1,
+           **gap_columns(run), **bounds, **exact, "time_method": t1 - t0, "time_bounds": t2 - t1,
            **({"time_exact": t3 - t2} if opts["exact"] else {})}
     trace = None if c.trace is None else [float(v) for v in c.trace]
     return {"key": run.key, "row": row, "trace": trace}
 
 
 CHAIN_METHODS = ("gptq", "gilora")
-"""Methods whose own pass the upper-bound chain bounds (THEORY.md section 4)."""
+"""Methods whose own pass the upper-bound chain bounds (docs/theory.md, "Upper bounds")."""
 
 
 def bound_columns(run: Run) -> dict:
@@ -1103,12 +1145,15 @@ def _write_tables(out: Path, config: SweepConfig, chash: str, table, traces) -> 
             files.append(f"{name}.parquet")
     hashes = table.groupby(["layer", "seed"])["data_hash"].first()
     from .. import __version__
+    from ..provenance import provenance
+    data_hashes = {f"{layer}|{seed}": h for (layer, seed), h in hashes.items()}
     write_json(out / "sweep.json", {
         "name": config.name, "config_hash": chash, "config": config.to_dict(),
-        "data_hashes": {f"{layer}|{seed}": h for (layer, seed), h in hashes.items()},
-        "n_runs": int(len(table)), "tables": files,
+        "data_hashes": data_hashes, "n_runs": int(len(table)), "tables": files,
         "versions": {"gilora_theory": __version__, "numpy": np.__version__,
-                     "pandas": pd.__version__}})
+                     "pandas": pd.__version__},
+        "provenance": {**provenance(seeds=config.seeds, data_hashes=data_hashes),
+                       "pandas": pd.__version__}})
 
 
 def read_tables(folder) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
