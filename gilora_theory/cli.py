@@ -52,8 +52,20 @@ def _add_grid_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bits", type=int, required=True, help="grid bit-width b in [1, 16]")
     p.add_argument("--rank", type=int, default=0, help="branch rank r (default 0)")
     p.add_argument("--damp", type=float, default=0.01, help="relative damping alpha (default 0.01)")
-    p.add_argument("--beta", type=float, default=1.0, help="grid clipping factor in (0, 1] (default 1)")
+    p.add_argument("--beta", type=_beta, default=1.0,
+                   help="grid clipping factor in (0, 1], or 'search': per column, the factor with "
+                        "the smallest RTN calibration error (default 1)")
     p.add_argument("--unbounded-grid", action="store_true", help="use the unbounded grid (theory)")
+
+
+def _beta(text: str):
+    """``--beta``: a float, or ``search`` (:func:`gilora_theory.literature.search_beta`)."""
+    if text == "search":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1] or 'search'; got {text!r}") from None
 
 
 def _add_run(sub) -> None:
@@ -62,6 +74,8 @@ def _add_run(sub) -> None:
     p.add_argument("--method", required=True, choices=METHODS)
     _add_grid_options(p)
     p.add_argument("--rounds", type=int, default=1, help="refinement rounds K (method refine)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="LoftQ's T, CALDERA-style's K, LoRaQ's Adam steps (default 5, 5, 200)")
     p.add_argument("--l-bits", type=int, default=None,
                    help="bits of L's own grid, one per branch direction (default: full precision)")
     p.add_argument("--r-bits", type=int, default=None,
@@ -74,7 +88,8 @@ def _cmd_run(args) -> dict:
     layer = load_layer(args.layer)
     c = compress(layer.W, layer.H, args.method, args.bits, args.rank, damp=args.damp,
                  beta=args.beta, unbounded=args.unbounded_grid, rounds=args.rounds,
-                 l_bits=args.l_bits, r_bits=args.r_bits)
+                 l_bits=args.l_bits, r_bits=args.r_bits, x_abs_mean=layer.x_abs_mean,
+                 iters=args.iters)
     save_npz(args.out, Q=c.Q, L=c.L, R=c.R, step=c.grid.step, zero=c.grid.zero,
              bits=np.asarray(c.grid.bits), beta=np.asarray(c.grid.beta),
              bounded=np.asarray(c.grid.bounded), **_branch_grids(c.branch))
@@ -267,7 +282,7 @@ def _cmd_exact(args) -> dict:
     from .methods import compare_methods
     layer = load_layer(args.layer)
     ex = exact_optimum(layer.W, layer.H, args.bits, args.rank, beta=args.beta, limit=args.limit)
-    cmp = compare_methods(layer.W, layer.H, ex, damp=args.damp)
+    cmp = compare_methods(layer.W, layer.H, ex, damp=args.damp, x_abs_mean=layer.x_abs_mean)
     return {"bits": args.bits, "rank": args.rank, "method": ex.method, "optimum": ex.value,
             "candidates": ex.candidates, "examined": ex.examined, "nodes": ex.nodes,
             "ratios": cmp.ratios, "errors": cmp.errors}

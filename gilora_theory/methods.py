@@ -71,7 +71,8 @@ from .objective import Objective, _evaluate, resolve_lam
 from .olrc import _olrc
 from .exact import ExactOptimum
 
-__all__ = ["METHODS", "Compression", "compress", "ridge_R", "MethodComparison", "compare_methods"]
+__all__ = ["METHODS", "NEEDS_X_ABS_MEAN", "Compression", "compress", "ridge_R", "MethodComparison",
+           "compare_methods"]
 
 METHODS = ("rtn", "gptq", "gilora", "gptq+olrc", "gptq+ls", "rtn+olrc", "gilora+olrc", "refine",
            "gptq+svd", "rtn+svd", "rtn+lqer", "gptq+lqer", "rtn+qera-approx", "rtn+qera-exact",
@@ -99,7 +100,8 @@ class Compression:
         Entries rounded with ``|w~ - q| > delta / 2`` during the quantizing pass
         (RTN: of ``W`` itself; methods whose last step is Bid-Up: of that pass's start).
     trace : ndarray or None
-        Refinement trace (``refine`` only).
+        Refinement trace (``refine`` only; the literature's alternations put
+        theirs in ``info["alternation_trace"]``).
     info : dict
         Method-specific extras (e.g. ``pass_lam`` of GILoRA).
     branch : QuantizedBranch or None
@@ -367,16 +369,18 @@ def _eora_fit(W, Q, H, r, lam):
 
 def _loftq(W, H, grid, r, *, iters, **kw):
     res = _lit.loftq(W, grid, r, iters=5 if iters is None else iters)
-    return res.Q, res.L, res.R, res.n_clipped, res.trace, {"increases": list(res.increases)}
+    info = {"alternation_trace": res.trace.tolist(), "increases": list(res.increases)}
+    return res.Q, res.L, res.R, res.n_clipped, None, info
 
 
 def _caldera(W, H, grid, r, *, damp, iters, branch_bits, blocksize, route, **kw):
     res = _lit.caldera(W, H, grid, r, iters=5 if iters is None else iters, damp=damp,
                        l_bits=branch_bits[0], r_bits=branch_bits[1], blocksize=blocksize, route=route)
-    info = {"best_iteration": res.best, "increases": list(res.increases)}
+    info = {"alternation_trace": res.trace.tolist(), "best_iteration": res.best,
+            "increases": list(res.increases)}
     if res.branch is not None:
         info["branch"] = res.branch
-    return res.Q, res.L, res.R, res.n_clipped, res.trace, info
+    return res.Q, res.L, res.R, res.n_clipped, None, info
 
 
 def _loraq(W, H, grid, r, *, iters, branch_bits, **kw):
@@ -386,8 +390,9 @@ def _loraq(W, H, grid, r, *, iters, branch_bits, **kw):
         L, R = _svd_fit(W, Q, H, r, 0.0)
         return Q, L, R, clipped, None, info
     fit = _lit.loraq_fit(W, Q, r, l_bits=l_bits, r_bits=r_bits, steps=200 if iters is None else iters)
-    info = {"branch": fit.branch, "start_value": fit.start_value, "best_step": fit.best_step}
-    return Q, fit.branch.L, fit.branch.R, clipped, fit.trace, info
+    info = {"branch": fit.branch, "fit_start_value": fit.start_value, "fit_value": fit.value,
+            "best_step": fit.best_step}
+    return Q, fit.branch.L, fit.branch.R, clipped, None, info
 
 
 _METHOD_FUNCS.update({
@@ -421,8 +426,9 @@ class MethodComparison:
     ratios: dict = field(default_factory=dict)
 
 
-def compare_methods(W, H, optimum: ExactOptimum, *, methods=METHODS, damp: float = 0.01,
-                    rounds: int = 1, damp_from: str = "augmented") -> MethodComparison:
+def compare_methods(W, H, optimum: ExactOptimum, *, methods=None, damp: float = 0.01,
+                    rounds: int = 1, damp_from: str = "augmented",
+                    x_abs_mean=None) -> MethodComparison:
     """Run each method of :func:`compress` on the optimum's grid and rank.
 
     Parameters
@@ -431,8 +437,10 @@ def compare_methods(W, H, optimum: ExactOptimum, *, methods=METHODS, damp: float
     H : (N, N) array_like
     optimum : ExactOptimum
         From :func:`gilora_theory.exact.exact_optimum` with a grid (not an explicit alphabet).
-    methods : sequence of str, default all of METHODS
-    damp, rounds, damp_from
+    methods : sequence of str, optional
+        Default: every method of METHODS whose statistics are given (those of
+        :data:`NEEDS_X_ABS_MEAN` only with ``x_abs_mean``).
+    damp, rounds, damp_from, x_abs_mean
         Passed to ``compress``.
 
     Returns
@@ -445,9 +453,11 @@ def compare_methods(W, H, optimum: ExactOptimum, *, methods=METHODS, damp: float
         raise ValueError("compare_methods needs an optimum computed on a grid (bits= or grid=)")
     errors, ratios = {}, {}
     opt = optimum.value
+    if methods is None:
+        methods = [m for m in METHODS if x_abs_mean is not None or m not in NEEDS_X_ABS_MEAN]
     for m in methods:
         c = compress(W, H, m, optimum.grid.bits, optimum.rank, damp=damp, rounds=rounds,
-                     damp_from=damp_from, grid=optimum.grid)
+                     damp_from=damp_from, grid=optimum.grid, x_abs_mean=x_abs_mean)
         e = c.objective.error
         errors[m] = e
         ratios[m] = e / opt if opt > 0 else (1.0 if e == 0 else math.inf)

