@@ -355,3 +355,58 @@ def test_new_methods_on_a_tiny_layer(tiny, method):
     c = compress(W, H, method, 2, 1, x_abs_mean=np.abs(X).mean(axis=0))
     assert np.all(np.isfinite(c.L @ c.R)) and c.L.shape == (3, 1)
     assert np.array_equal(c.grid.quantize(c.Q, np.arange(3)), c.Q)
+
+
+# --- layer files and the command line --------------------------------------------------
+
+def test_layer_files_carry_validated_channel_statistics(tmp_path):
+    from gilora_theory.data.io import load_layer, save_layer
+    W, X, H = make_layer(0)
+    save_layer(tmp_path / "x.npz", W, X=X)
+    lx = load_layer(tmp_path / "x.npz")
+    np.testing.assert_array_equal(lx.x_abs_mean, np.abs(X).mean(axis=0))
+    np.testing.assert_array_equal(lx.x_abs_max, np.abs(X).max(axis=0))
+    save_layer(tmp_path / "h.npz", W, H=H, x_abs_mean=lx.x_abs_mean, x_abs_max=lx.x_abs_max)
+    lh = load_layer(tmp_path / "h.npz")
+    np.testing.assert_array_equal(lh.x_abs_mean, lx.x_abs_mean)
+    assert load_layer(_save_raw(tmp_path / "bare.npz", W=W, H=H)).x_abs_mean is None
+    for bad, words in (({"x_abs_mean": np.ones(3)}, r"x_abs_mean must have shape \(10,\)"),
+                       ({"x_abs_mean": -np.ones(10)}, "x_abs_mean must be >= 0"),
+                       ({"x_abs_mean": 2 * np.ones(10), "x_abs_max": np.ones(10)},
+                        "must not exceed x_abs_max"),
+                       ({"x_abs_max": np.full(10, np.nan)}, "x_abs_max must be finite")):
+        path = _save_raw(tmp_path / "bad.npz", W=W, H=H, **bad)
+        with pytest.raises(ValueError, match=words):
+            load_layer(path)
+
+
+def _save_raw(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def test_cli_runs_lqer_on_X_files_and_refuses_H_files_in_one_line(tmp_path, capsys):
+    import json
+    from gilora_theory.cli import main
+    from gilora_theory.data.io import save_layer
+    W, X, H = make_layer(1)
+    save_layer(tmp_path / "x.npz", W, X=X)
+    save_layer(tmp_path / "h.npz", W, H=H)
+    out = tmp_path / "out.npz"
+    assert main(["run", str(tmp_path / "x.npz"), "--method", "rtn+lqer", "--bits", "3", "--rank", "2",
+                 "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    c = compress(W, H, "rtn+lqer", 3, 2, x_abs_mean=np.abs(X).mean(axis=0))
+    assert report["error"] == c.objective.error
+    out.unlink()
+    assert main(["run", str(tmp_path / "h.npz"), "--method", "rtn+lqer", "--bits", "3", "--rank", "2",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs x_abs_mean" in err and not out.exists()
+    assert main(["run", str(tmp_path / "h.npz"), "--method", "loftq", "--bits", "3", "--rank", "2",
+                 "--iters", "1", "--beta", "search", "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    ref = compress(W, H, "loftq", 3, 2, iters=1, beta="search")
+    assert report["error"] == ref.objective.error
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["beta"], ref.grid.beta)
