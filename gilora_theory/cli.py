@@ -219,6 +219,10 @@ def _add_model_error(sub) -> None:
     p.add_argument("--damp", type=float, default=0.01, help="relative damping alpha (default 0.01)")
     p.add_argument("--heldout", type=int, default=32, help="held-out sequences (default 32)")
     p.add_argument("--branch", action="store_true", help="low-rank side branches instead of merged weights")
+    p.add_argument("--l-bits", type=int, default=None, help="bits of L's own grid (default: full precision)")
+    p.add_argument("--r-bits", type=int, default=None, help="bits of R's own grid (default: full precision)")
+    p.add_argument("--act-bits", type=int, default=None,
+                   help="with --branch: quantize the branch activations x L per token to this many bits")
     p.set_defaults(func=_cmd_model_error)
 
 
@@ -226,7 +230,8 @@ def _cmd_model_error(args) -> dict:
     from .data.torch_adapter import evaluate_model
     return evaluate_model(args.model, args.method, args.bits, args.rank, sequences=args.sequences,
                           heldout=args.heldout, seq_len=args.seq_len, damp=args.damp,
-                          branch=args.branch, progress=_progress(args, "model-error"))
+                          branch=args.branch, progress=_progress(args, "model-error"),
+                          l_bits=args.l_bits, r_bits=args.r_bits, act_bits=args.act_bits)
 
 
 def _add_bounds(sub) -> None:

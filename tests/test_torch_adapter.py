@@ -195,6 +195,37 @@ def test_side_branch_computes_the_same_as_merged_weights():
         assert np.abs(wrong.up(x).double().numpy() - exact).max() > bound.max()
 
 
+def test_branch_activations_quantized_per_token():
+    """LoRaQ's W-A branch: (x L) rounded per token to its own grid, then R; a plain numpy route."""
+    model = Tiny()
+    rng = np.random.default_rng(1)
+    W = ta.weight_matrix(model.up)
+    Q, L, R = W, rng.standard_normal((6, 3)), rng.standard_normal((3, 10))
+    x = torch.randn(20, 6, dtype=torch.float32)
+    xn = x.double().numpy()
+    with torch.no_grad():
+        q8 = ta.reconstructed(model, {"up": (Q, L, R)}, branch=True, act_bits=8)
+        q2 = ta.reconstructed(model, {"up": (Q, L, R)}, branch=True, act_bits=2)
+        y8, y2 = q8.up(x).double().numpy(), q2.up(x).double().numpy()
+        base = model.up(x).double().numpy()
+    z = (x @ torch.as_tensor(L, dtype=torch.float32)).double().numpy()
+    for y, bits in ((y8, 8), (y2, 2)):
+        zq = np.empty_like(z)
+        for t in range(len(z)):                     # one token at a time, as the definition
+            lo, hi = z[t].min(), z[t].max()
+            step = (hi - lo) / (2 ** bits - 1)
+            zp = np.round(-lo / step)
+            zq[t] = step * (np.clip(np.round(z[t] / step) + zp, 0, 2 ** bits - 1) - zp)
+        exact = base + zq @ R
+        bound = 64 * EPS32 * (np.abs(base) + np.abs(zq) @ np.abs(R) + 1)
+        assert np.all(np.abs(y - exact) <= bound), bits
+    # 2-bit activations move the output much more than 8-bit ones (the quantizer is active)
+    plain = base + z @ R
+    assert np.abs(y2 - plain).max() > 10 * np.abs(y8 - plain).max()
+    with pytest.raises(ValueError, match="needs branch=True"):
+        ta.reconstructed(model, {"up": (Q, L, R)}, act_bits=8)
+
+
 def test_write_back_refuses_wrong_shapes_and_names():
     model = Tiny()
     W = ta.weight_matrix(model.up)

@@ -249,16 +249,37 @@ class LowRankBranch(torch.nn.Module):
 
     ``base`` is the original module (``nn.Linear`` or ``Conv1D``, bias kept) whose
     weight was replaced by ``Q``; ``L`` (N, r) and ``R`` (r, N_out) are buffers.
+    With ``act_bits``, the branch's activation ``z = x L`` (r values per token) is
+    quantized per token before ``R`` (LoRaQ's W-A branch configurations, e.g.
+    W8A8): the grid of THEORY.md section 2 over each token's r values,
+    ``delta = (max z - min z) / (2^b - 1)``, ``zp = round(-min z / delta)``
+    (a constant token is kept as is).
     """
 
-    def __init__(self, base: torch.nn.Module, L: torch.Tensor, R: torch.Tensor):
+    def __init__(self, base: torch.nn.Module, L: torch.Tensor, R: torch.Tensor,
+                 act_bits: int | None = None):
         super().__init__()
         self.base = base
+        self.act_bits = act_bits
         self.register_buffer("L", L)
         self.register_buffer("R", R)
 
     def forward(self, x):  # noqa: D102
-        return self.base(x) + (x @ self.L) @ self.R
+        z = x @ self.L
+        if self.act_bits is not None:
+            z = quantize_per_token(z, self.act_bits)
+        return self.base(x) + z @ self.R
+
+
+def quantize_per_token(z: torch.Tensor, bits: int) -> torch.Tensor:
+    """Round each token's (last axis) values to its own asymmetric ``bits``-bit grid."""
+    maxq = 2 ** bits - 1
+    lo, hi = z.amin(dim=-1, keepdim=True), z.amax(dim=-1, keepdim=True)
+    step = (hi - lo) / maxq
+    safe = torch.where(step > 0, step, torch.ones_like(step))
+    zero = torch.round(-lo / safe)
+    q = safe * (torch.clamp(torch.round(z / safe) + zero, 0, maxq) - zero)
+    return torch.where(step > 0, q, z)
 
 
 def _set_weight(module, M: np.ndarray) -> None:
@@ -268,7 +289,8 @@ def _set_weight(module, M: np.ndarray) -> None:
         w.copy_(t)
 
 
-def reconstructed(model: torch.nn.Module, parts: dict, *, branch: bool = False) -> torch.nn.Module:
+def reconstructed(model: torch.nn.Module, parts: dict, *, branch: bool = False,
+                  act_bits: int | None = None) -> torch.nn.Module:
     """A copy of ``model`` with layer ``name`` computing ``x (Q + L R)`` for each ``parts`` item.
 
     Parameters
@@ -280,7 +302,14 @@ def reconstructed(model: torch.nn.Module, parts: dict, *, branch: bool = False) 
     branch : bool, default False
         False: merge ``Q + L R`` into the weight (in the weight's dtype).
         True: weight ``Q`` plus a :class:`LowRankBranch` computing ``(x L) R``.
+    act_bits : int or None, default None
+        With ``branch``: quantize the branch activation ``x L`` per token to this
+        many bits (:class:`LowRankBranch`).
     """
+    if act_bits is not None:
+        _v.check_bits("act_bits", act_bits)
+        if not branch:
+            raise ValueError("act_bits quantizes the side branch's activations; it needs branch=True")
     new = copy.deepcopy(model)
     layers = linear_layers(new)
     for name, (Q, L, R) in parts.items():
@@ -297,7 +326,7 @@ def reconstructed(model: torch.nn.Module, parts: dict, *, branch: bool = False) 
             parent, _, child = name.rpartition(".")
             setattr(new.get_submodule(parent), child, LowRankBranch(
                 layers[name], torch.as_tensor(L).to(w.device, w.dtype),
-                torch.as_tensor(R).to(w.device, w.dtype)))
+                torch.as_tensor(R).to(w.device, w.dtype), act_bits))
     return new
 
 
@@ -415,7 +444,8 @@ class ModelError:
 
 def model_error(model: torch.nn.Module, calibration_batches, heldout_batches, method: str,
                 bits: int, rank: int = 0, *, damp: float = 0.01, branch: bool = False,
-                progress=None) -> ModelError:
+                progress=None, l_bits: int | None = None, r_bits: int | None = None,
+                act_bits: int | None = None) -> ModelError:
     """Compress every linear layer of ``model`` and measure the outputs on held-out batches.
 
     Each layer's ``H`` comes from :func:`capture` on ``calibration_batches`` run
@@ -424,17 +454,21 @@ def model_error(model: torch.nn.Module, calibration_batches, heldout_batches, me
     (merged, or with side branches if ``branch``) is compared with ``model`` by
     :func:`output_shift` on ``heldout_batches``, which should not overlap the
     calibration text. ``progress`` wraps the calibration batches and the layer loop.
+    ``l_bits``, ``r_bits`` put the branch on its own grids (``compress``);
+    ``act_bits`` quantizes the branch activations per token (``branch`` only), so
+    e.g. W4 + a W8A8 branch is ``bits=4, l_bits=r_bits=8, act_bits=8``.
     """
     cap = capture(model, calibration_batches, progress=progress)
     layers = layers_from_capture(model, cap)
     parts, errors = {}, []
     for layer in (progress(layers) if progress else layers):
         c = compress(layer.W, layer.H, method, bits, min(rank, *layer.W.shape), damp=damp,
-                     x_abs_mean=layer.x_abs_mean)
+                     x_abs_mean=layer.x_abs_mean, l_bits=l_bits, r_bits=r_bits)
         parts[layer.name] = (c.Q, c.L, c.R)
         errors.append(LayerError(layer.name, layer.W.shape, c.objective.error,
                                  c.objective.relative_error, c.clipped))
-    shift = output_shift(model, reconstructed(model, parts, branch=branch), heldout_batches)
+    shift = output_shift(model, reconstructed(model, parts, branch=branch, act_bits=act_bits),
+                         heldout_batches)
     return ModelError(method, bits, rank, tuple(errors), float(sum(e.error for e in errors)),
                       float(np.mean([e.relative_error for e in errors])), shift)
 
@@ -653,7 +687,8 @@ def extract_model(model: str, out, *, sequences: int = 128, seq_len: int = 128,
 
 def evaluate_model(model: str, method: str, bits: int, rank: int = 0, *, sequences: int = 128,
                    heldout: int = 32, seq_len: int = 128, damp: float = 0.01,
-                   branch: bool = False, progress=None) -> dict:
+                   branch: bool = False, progress=None, l_bits: int | None = None,
+                   r_bits: int | None = None, act_bits: int | None = None) -> dict:
     """:func:`model_error` for a named model: calibration and held-out halves of the text.
 
     Returns one flat dict: the settings, the summed and mean layer-wise errors,
@@ -665,9 +700,10 @@ def evaluate_model(model: str, method: str, bits: int, rank: int = 0, *, sequenc
     calib = token_batches(tokenizer, sequences=sequences, seq_len=seq_len)
     held = token_batches(tokenizer, sequences=heldout, seq_len=seq_len, part="heldout")
     res = model_error(net, calib, held, method, bits, rank, damp=damp, branch=branch,
-                      progress=progress)
+                      progress=progress, l_bits=l_bits, r_bits=r_bits, act_bits=act_bits)
     return {"model": model, "method": method, "bits": bits, "rank": rank, "damp": damp,
-            "branch": branch, "sequences": sequences, "heldout_sequences": heldout,
+            "branch": branch, "l_bits": l_bits, "r_bits": r_bits, "act_bits": act_bits,
+            "sequences": sequences, "heldout_sequences": heldout,
             "seq_len": seq_len, "text_sha256": settings["text_sha256"], "layers": len(res.layers),
             "layer_error_sum": res.error_sum, "layer_relative_error_mean": res.relative_error_mean,
             "layer_relative_error_max": max(e.relative_error for e in res.layers),
