@@ -401,7 +401,7 @@ class LoRaQFit:
 
 
 def loraq_fit(W, Q, rank: int, *, l_bits: int | None = 4, r_bits: int | None = 8,
-              steps: int = 200, lr: float = 1e-2, r_axis: str = "row", jitter: float = 0.0,
+              steps: int = 200, lr: float = 1e-4, r_axis: str = "row", jitter: float = 0.0,
               rng=None) -> LoRaQFit:
     """LoRaQ's data-free branch fit [7]: Adam through straight-through quantizers.
 
@@ -424,8 +424,11 @@ def loraq_fit(W, Q, rank: int, *, l_bits: int | None = 4, r_bits: int | None = 8
         Bit-widths of the branch's grids (LoRaQ evaluates 4/6/8).
     steps : int, default 200
         Adam steps.
-    lr : float, default 1e-2
-        Step size relative to each factor's root-mean-square entry at the start.
+    lr : float, default 1e-4
+        Step size relative to each factor's root-mean-square entry at the start
+        (this package's choice: on a 128 x 96 gallery layer, rank 16, 4-bit
+        branch, 1e-4 improved on the start most among 1e-2 .. 1e-4; larger steps
+        jump across grid cells and never beat the start).
     r_axis : {"row", "column"}, default "row"
     jitter : float, default 0.0
         Relative Gaussian perturbation of the start, drawn from ``rng`` (0: the
