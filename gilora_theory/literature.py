@@ -70,10 +70,10 @@ import numpy as np
 import scipy.linalg
 
 from . import _validation as _v
-from .branch import R_AXES, QuantizedBranch, _branch, _check_options, quantize_after
+from .branch import QuantizedBranch, _branch, _check_options, quantize_after
 from .datafree import _svd
-from .grid import Grid, check_grid, clipped_mask, fit_grid
 from .gptq import gptq
+from .grid import Grid, check_grid, clipped_mask, fit_grid
 from .objective import HessianSpectrum, _trace_quad, hessian_spectrum, resolve_lam
 from .olrc import _olrc, _signs
 
@@ -511,7 +511,7 @@ def search_beta(W, H, bits: int, *, candidates=BETA_CANDIDATES) -> Grid:
     W = _v.as_matrix("W", W)
     H = _v.check_hessian(H, W.shape[0])
     bits = _v.check_bits("bits", bits)
-    cands = [_v.check_beta(b) for b in np.atleast_1d(np.asarray(candidates, dtype=object))]
+    cands = [_v.check_beta(b) for b in candidates]
     if not cands:
         raise ValueError("candidates must hold at least one clipping factor; got none")
     grids = [fit_grid(W, bits, beta=b) for b in cands]

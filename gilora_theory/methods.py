@@ -60,12 +60,12 @@ import numpy as np
 import scipy.linalg
 
 from . import _validation as _v
+from . import literature as _lit
 from .bidup import refine
 from .branch import QuantizedBranch, quantize_after, quantize_branch
 from .datafree import alternating_fit, coordinate_fit, svd_fit
 from .gilora import _top_eigenvectors, gilora
 from .gptq import gptq
-from . import literature as _lit
 from .grid import Grid, clipped_mask, fit_grid
 from .objective import Objective, _evaluate, resolve_lam
 from .olrc import _olrc

@@ -387,6 +387,7 @@ def _save_raw(path, **arrays):
 
 def test_cli_runs_lqer_on_X_files_and_refuses_H_files_in_one_line(tmp_path, capsys):
     import json
+
     from gilora_theory.cli import main
     from gilora_theory.data.io import save_layer
     W, X, H = make_layer(1)
