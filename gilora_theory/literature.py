@@ -488,9 +488,8 @@ def _adam_ste(D, L, R, l_bits, r_bits, r_axis, steps, lr) -> LoRaQFit:
 def search_beta(W, H, bits: int, *, candidates=BETA_CANDIDATES) -> Grid:
     """Per-column clipping factor: the candidate minimising the column's RTN calibration error.
 
-    For each candidate ``beta`` the grid of THEORY.md section 2 (``docs/theory.md``,
-    "The grid") is fitted with that ``beta`` and column ``j`` is rounded to it;
-    column ``j`` keeps the ``beta`` with the smallest ``d_j^T H d_j``,
+    For each candidate ``beta`` the grid of ``docs/theory.md`` ("The grid") is
+    fitted with that ``beta`` and column ``j`` is rounded to it; column ``j`` keeps the ``beta`` with the smallest ``d_j^T H d_j``,
     ``d_j = w_j - quant_j(w_j)`` (ties: the earlier candidate). Zero points
     come from the unscaled range, as for every grid of the package.
 

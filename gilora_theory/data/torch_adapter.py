@@ -251,7 +251,7 @@ class LowRankBranch(torch.nn.Module):
     weight was replaced by ``Q``; ``L`` (N, r) and ``R`` (r, N_out) are buffers.
     With ``act_bits``, the branch's activation ``z = x L`` (r values per token) is
     quantized per token before ``R`` (LoRaQ's W-A branch configurations, e.g.
-    W8A8): the grid of THEORY.md section 2 over each token's r values,
+    W8A8): the grid of ``docs/theory.md`` ("The grid") over each token's r values,
     ``delta = (max z - min z) / (2^b - 1)``, ``zp = round(-min z / delta)``
     (a constant token is kept as is).
     """
