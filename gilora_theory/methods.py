@@ -224,7 +224,9 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
             _v.check_bits(name, b)
     lam = resolve_lam(H, damp, None)
     extra = _literature_options(method, W, x_abs_mean, iters)
-    if grid is None and isinstance(beta, str) and beta == "search":
+    if isinstance(beta, str) and beta != "search":
+        raise ValueError(f"beta must be a number in (0, 1] or 'search'; got {beta!r}")
+    if grid is None and beta == "search":
         grid = _lit.search_beta(W, H, bits).with_bounded(not unbounded)
     elif grid is None:
         grid = fit_grid(W, bits, beta=beta, bounded=not unbounded)

@@ -344,6 +344,8 @@ def test_beta_search_is_a_grid_option_of_every_method(layer):
     assert c.grid.beta.shape == (W.shape[1],)
     with pytest.raises(ValueError, match="beta"):
         lit.search_beta(W, H, 3, candidates=(1.0, 1.5))
+    with pytest.raises(ValueError, match="'search'; got 'serach'"):
+        compress(W, H, "gptq", 3, beta="serach")
 
 
 # --- tiny layers: every new method through compress ------------------------------------
