@@ -146,7 +146,7 @@ def lqer_scale(x_abs_mean, *, clamp: float = LQER_CLAMP) -> np.ndarray:
 
 
 def _scaled_svd(D: np.ndarray, s: np.ndarray, r: int):
-    """``SVD_r(diag(s) D)``; ``L = diag(s)^+ U_r Sigma_r``, ``R = V_r^T``, value ``sum_{i>r} sigma_i^2``."""
+    """``SVD_r(diag(s) D)``: ``L = diag(s)^+ U_r Sigma_r``, ``R = V_r^T``, ``sum_{i>r} sigma_i^2``."""
     U, sig, Vt = scipy.linalg.svd(s[:, None] * D, full_matrices=False, check_finite=False,
                                   lapack_driver="gesdd")
     sign = _signs(Vt[:r])
@@ -156,7 +156,7 @@ def _scaled_svd(D: np.ndarray, s: np.ndarray, r: int):
 
 
 def lqer(W, Q, x_abs_mean, rank: int, *, clamp: float = LQER_CLAMP) -> LowRankFit:
-    """LQER's branch for ``W - Q`` (Eq. (5)-(7) of [2]; module docstring).
+    """LQER's branch for ``W - Q`` ([2]; module docstring).
 
     Parameters
     ----------
@@ -189,7 +189,7 @@ def qera(W, Q, H, rank: int, *, variant: str = "exact", n_samples: int | None = 
         ``X^T X``.
     rank : int
     variant : {"exact", "approx"}, default "exact"
-        ``"exact"``: ``S = (H / m)^{1/2}`` (Thm. of [3]; OLrC with ``lam = 0``,
+        ``"exact"``: ``S = (H / m)^{1/2}`` (QERA's exact solution [3]; OLrC with ``lam = 0``,
         pseudo-inverse on the range of ``H``). ``"approx"``: ``S = diag(sqrt(H_ii / m))``
         (the diagonal approximation of [3]).
     n_samples : int, optional
@@ -489,9 +489,10 @@ def search_beta(W, H, bits: int, *, candidates=BETA_CANDIDATES) -> Grid:
     """Per-column clipping factor: the candidate minimising the column's RTN calibration error.
 
     For each candidate ``beta`` the grid of ``docs/theory.md`` ("The grid") is
-    fitted with that ``beta`` and column ``j`` is rounded to it; column ``j`` keeps the ``beta`` with the smallest ``d_j^T H d_j``,
-    ``d_j = w_j - quant_j(w_j)`` (ties: the earlier candidate). Zero points
-    come from the unscaled range, as for every grid of the package.
+    fitted with that ``beta`` and column ``j`` is rounded to it; column ``j``
+    keeps the ``beta`` with the smallest ``d_j^T H d_j``, ``d_j = w_j - quant_j(w_j)``
+    (ties: the earlier candidate). Zero points come from the unscaled range, as
+    for every grid of the package.
 
     Parameters
     ----------

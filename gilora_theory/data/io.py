@@ -4,8 +4,8 @@
 (m x N) or ``H`` (N x N, with optional scalar ``n_samples``); optional string
 ``name``; optional per-input-channel statistics ``x_abs_mean`` and ``x_abs_max``
 (N,), the mean and max of ``|x_i|`` over the calibration tokens (LQER's scale
-needs the mean; computed from ``X`` when the file holds ``X``). Files are read with ``allow_pickle=False``: an object array is refused
-without being unpickled. Every file the package writes appears atomically
+needs the mean; computed from ``X`` when the file holds ``X``). Files are read
+with ``allow_pickle=False``: an object array is refused without being unpickled. Every file the package writes appears atomically
 (written to a temporary name in the same folder, then renamed).
 """
 from __future__ import annotations
