@@ -24,6 +24,8 @@ methods      -- compositions compared in the experiments (RTN, GPTQ+OLrC, ...), 
                 comparison with an exact optimum
 branch       -- a low-rank branch on its own low-bit grids (L before the GILoRA pass, R after)
 datafree     -- compensation without calibration data: SVD fit, quantized-branch fits
+literature   -- the literature's methods with their authors' conventions: LQER, QERA,
+                EoRA's eigenvalue cutoff, LoftQ, CALDERA-style, LoRaQ; per-column beta search
 storage      -- effective bits per weight of Q + L R, grid parameters included
 checks       -- correctness checks to run on your own data (loss identity, OLrC optimality, ...)
 provenance   -- what produced a result: versions, git commit, threads, seeds, data hashes

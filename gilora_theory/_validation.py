@@ -211,3 +211,14 @@ def check_finite_output(what: str, hint: str, **outputs) -> None:
             raise NumericalError(
                 f"{what} overflowed float64: {key} is {arr[tuple(bad)]}{where} although the "
                 f"inputs are finite. {hint}")
+
+
+def check_channel_statistic(name: str, x, N: int) -> np.ndarray:
+    """A per-input-channel statistic (``x_abs_mean``, ``x_abs_max``): finite, ``>= 0``, shape ``(N,)``."""
+    x = as_matrix(name, x, ndim=1)
+    if x.shape != (N,):
+        raise ValueError(f"{name} must have shape ({N},), one value per input feature (row of W); "
+                         f"got shape {x.shape}")
+    if np.any(x < 0):
+        raise ValueError(f"{name} must be >= 0 (a mean or max of |x|); smallest is {x.min():.3g}")
+    return x

@@ -56,7 +56,9 @@ def _add_grid_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bits", type=int, required=True, help="grid bit-width b in [1, 16]")
     p.add_argument("--rank", type=int, default=0, help="branch rank r (default 0)")
     p.add_argument("--damp", type=float, default=0.01, help="relative damping alpha (default 0.01)")
-    p.add_argument("--beta", type=float, default=1.0, help="grid clipping factor in (0, 1] (default 1)")
+    p.add_argument("--beta", type=_beta, default=1.0,
+                   help="grid clipping factor in (0, 1], or 'search': per column, the factor with "
+                        "the smallest RTN calibration error (default 1)")
     p.add_argument("--unbounded-grid", action="store_true", help="use the unbounded grid (theory)")
 
 
@@ -64,6 +66,18 @@ BRANCHLESS = ("rtn", "gptq")
 """Methods without a low-rank branch: ``--rank``, ``--l-bits``, ``--r-bits`` do not apply."""
 MAX_ROUNDS = 100
 """Largest ``--rounds``: each round costs about one GPTQ pass."""
+ITERATED = ("loftq", "caldera", "rtn+loraq")
+"""Methods that take ``--iters`` (LoftQ's T, CALDERA-style's K, LoRaQ's Adam steps)."""
+
+
+def _beta(text: str):
+    """``--beta``: a float, or ``search`` (:func:`gilora_theory.literature.search_beta`)."""
+    if text == "search":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1] or 'search'; got {text!r}") from None
 
 
 def _add_run(sub) -> None:
@@ -77,6 +91,9 @@ def _add_run(sub) -> None:
     _add_grid_options(p)
     p.add_argument("--rounds", type=int, default=None,
                    help=f"refinement rounds K in [0, {MAX_ROUNDS}] (method refine only; default 1)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="LoftQ's T, CALDERA-style's K, LoRaQ's Adam steps (methods loftq, caldera, "
+                        "rtn+loraq; default 5, 5, 200)")
     p.add_argument("--l-bits", type=int, default=None,
                    help="bits of L's own grid, one per branch direction (default: full precision)")
     p.add_argument("--r-bits", type=int, default=None,
@@ -103,6 +120,8 @@ def _check_run_options(args) -> None:
         raise ValueError("--l-bits/--r-bits need a branch: give --rank >= 1")
     if args.rounds is not None and args.method != "refine":
         raise ValueError(f"--rounds applies to --method refine only; got {where}")
+    if args.iters is not None and args.method not in ITERATED:
+        raise ValueError(f"--iters applies to --method {', '.join(ITERATED)} only; got {where}")
     args.rounds = 1 if args.rounds is None else args.rounds
 
 
@@ -115,7 +134,8 @@ def _cmd_run(args) -> dict:
     _check_flag("--rank", args.rank, 0, min(layer.W.shape))
     c = compress(layer.W, layer.H, args.method, args.bits, args.rank, damp=args.damp,
                  beta=args.beta, unbounded=args.unbounded_grid, rounds=args.rounds,
-                 l_bits=args.l_bits, r_bits=args.r_bits, route=args.route)
+                 l_bits=args.l_bits, r_bits=args.r_bits, route=args.route,
+                 x_abs_mean=layer.x_abs_mean, iters=args.iters)
     phase()
     save_result(out_path, c.Q, c.L, c.R, c.grid, **_branch_grids(c.branch))
     phase(done=True)
@@ -323,6 +343,10 @@ def _add_model_error(sub) -> None:
     p.add_argument("--damp", type=float, default=0.01, help="relative damping alpha (default 0.01)")
     p.add_argument("--heldout", type=int, default=32, help="held-out sequences (default 32)")
     p.add_argument("--branch", action="store_true", help="low-rank side branches instead of merged weights")
+    p.add_argument("--l-bits", type=int, default=None, help="bits of L's own grid (default: full precision)")
+    p.add_argument("--r-bits", type=int, default=None, help="bits of R's own grid (default: full precision)")
+    p.add_argument("--act-bits", type=int, default=None,
+                   help="with --branch: quantize the branch activations x L per token to this many bits")
     p.set_defaults(func=_cmd_model_error)
 
 
@@ -331,6 +355,7 @@ def _cmd_model_error(args) -> dict:
     return evaluate_model(args.model, args.method, args.bits, args.rank, sequences=args.sequences,
                           heldout=args.heldout, seq_len=args.seq_len, damp=args.damp,
                           branch=args.branch, text=args.text, allocation=args.allocation,
+                          l_bits=args.l_bits, r_bits=args.r_bits, act_bits=args.act_bits,
                           progress=_progress(args, "model-error: calibration batches",
                                              "model-error: compress layers"))
 
@@ -401,7 +426,7 @@ def _cmd_exact(args) -> dict:
     layer = load_layer(args.layer, psd=False)      # exact_optimum tests H
     _check_flag("--rank", args.rank, 0, min(layer.W.shape))
     ex = exact_optimum(layer.W, layer.H, args.bits, args.rank, beta=args.beta, limit=args.limit)
-    cmp = compare_methods(layer.W, layer.H, ex, damp=args.damp)
+    cmp = compare_methods(layer.W, layer.H, ex, damp=args.damp, x_abs_mean=layer.x_abs_mean)
     out = {"bits": args.bits, "rank": args.rank, "method": ex.method, "optimum": ex.value,
            "candidates": ex.candidates, "examined": ex.examined, "nodes": ex.nodes,
            "ratios": cmp.ratios, "errors": cmp.errors}
@@ -533,7 +558,8 @@ _SUBCOMMANDS = [_add_layers, _add_run, _add_sweep, _add_figures, _add_check, _ad
 _INT_FLAGS = {"bits": (1, 16), "l_bits": (1, 16), "r_bits": (1, 16), "rank": (0, None),
               "rounds": (0, MAX_ROUNDS), "limit": (1, None), "workers": (1, None),
               "sequences": (1, None), "seq_len": (3, 512), "batch_size": (1, None),
-              "heldout": (1, None), "seed": (0, None), "samples": (1, None)}
+              "heldout": (1, None), "seed": (0, None), "samples": (1, None), "iters": (0, None),
+              "act_bits": (1, 16)}
 _FLOAT_FLAGS = {"damp": (0.0, False, None), "beta": (0.0, True, 1.0), "rho": (0.0, False, None)}
 
 
@@ -552,6 +578,8 @@ def _check_flags(args) -> None:
             _check_flag("--" + dest.replace("_", "-"), getattr(args, dest), low, high)
     for dest, (low, open_low, high) in _FLOAT_FLAGS.items():
         v = getattr(args, dest, None)
+        if isinstance(v, str):                    # --beta search
+            continue
         if v is not None and not (math.isfinite(v) and (v > low if open_low else v >= low)
                                   and (high is None or v <= high)):
             want = f"in ({low}, {high}]" if open_low else f">= {low}"

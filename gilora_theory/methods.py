@@ -15,6 +15,24 @@
 ``rtn+svd``     RTN, then the same (wholly calibration-free)
 =============== ==========================================================
 
+The literature's methods (:mod:`gilora_theory.literature`, each with its
+authors' conventions; ``x_abs_mean`` is the per-input-channel mean ``|x|``):
+
+=================== ======================================================
+``rtn+lqer``        RTN, then LQER's branch [4] (needs ``x_abs_mean``)
+``gptq+lqer``       GPTQ, then LQER's branch (needs ``x_abs_mean``)
+``rtn+qera-approx`` RTN, then QERA's diagonal closed form [5] (``lam = 0``)
+``rtn+qera-exact``  RTN, then QERA's exact closed form = OLrC with ``lam = 0``
+``gptq+eora``       GPTQ, then OLrC (``lam = 0``) with EoRA's eigenvalue cutoff [6]
+``loftq``           LoftQ's data-free alternation [7], ``iters = T`` (default 5)
+``caldera``         CALDERA-style GPTQ / OLrC alternation [8], ``iters = K``
+                    (default 5), best iterate; with ``l_bits`` / ``r_bits`` its
+                    LPLR step puts the branch on its grids inside every iteration
+``rtn+loraq``       RTN, then LoRaQ's Adam / straight-through fit [9] of the
+                    branch on its ``l_bits`` / ``r_bits`` grids, ``iters`` Adam
+                    steps (default 200); without branch bits it is ``rtn+svd``
+=================== ======================================================
+
 Every method evaluates its result on the undamped error and on the damped
 error with ``lam = damp * mean(diag H)`` (the objective that OLrC, Bid-Up and
 the refinement loop descend). GILoRA's own pass damping (``damp_from``) is
@@ -26,6 +44,12 @@ References
 [2] E. Frantar et al., "GPTQ", arXiv:2210.17323 (2022).
 [3] Z. Yao et al., "ZeroQuant-V2: exploring post-training quantization in LLMs
     from comprehensive study to low rank compensation", arXiv:2303.08302 (2023).
+[4] C. Zhang et al., "LQER", arXiv:2402.02446 (2024).
+[5] C. Zhang et al., "QERA", arXiv:2410.06040 (2024).
+[6] S.-Y. Liu et al., "EoRA", arXiv:2410.21271 (2024).
+[7] Y. Li et al., "LoftQ", arXiv:2310.08659 (2023).
+[8] R. Saha et al., "CALDERA", arXiv:2405.18886 (2024).
+[9] Y. Bouquet et al., "LoRaQ", arXiv:2604.18117 (2026).
 """
 from __future__ import annotations
 
@@ -37,6 +61,7 @@ import numpy as np
 import scipy.linalg
 
 from . import _validation as _v
+from . import literature as _lit
 from .bidup import refine
 from .branch import QuantizedBranch, quantize_after, quantize_branch
 from .datafree import alternating_fit, coordinate_fit, svd_fit
@@ -47,10 +72,14 @@ from .objective import Objective, evaluate_validated, objective_from_damped, res
 from .olrc import _olrc, _olrc_psi, _psi_certificate
 from .exact import ExactOptimum
 
-__all__ = ["METHODS", "Compression", "compress", "ridge_R", "MethodComparison", "compare_methods"]
+__all__ = ["METHODS", "NEEDS_X_ABS_MEAN", "Compression", "compress", "ridge_R", "MethodComparison",
+           "compare_methods"]
 
 METHODS = ("rtn", "gptq", "gilora", "gptq+olrc", "gptq+ls", "rtn+olrc", "gilora+olrc", "refine",
-           "gptq+svd", "rtn+svd")
+           "gptq+svd", "rtn+svd", "rtn+lqer", "gptq+lqer", "rtn+qera-approx", "rtn+qera-exact",
+           "gptq+eora", "loftq", "caldera", "rtn+loraq")
+NEEDS_X_ABS_MEAN = ("rtn+lqer", "gptq+lqer")
+"""Methods that need the per-input-channel mean ``|x|`` (``compress(..., x_abs_mean=)``)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +101,8 @@ class Compression:
         Entries rounded with ``|w~ - q| > delta / 2`` during the quantizing pass
         (RTN: of ``W`` itself; methods whose last step is Bid-Up: of that pass's start).
     trace : ndarray or None
-        Refinement trace (``refine`` only).
+        Refinement trace (``refine`` only; the literature's alternations put
+        theirs in ``info["alternation_trace"]``).
     info : dict
         Method-specific extras (e.g. ``pass_lam`` of GILoRA).
     branch : QuantizedBranch or None
@@ -135,7 +165,7 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
              beta: float = 1.0, unbounded: bool = False, rounds: int = 1,
              damp_from: str = "augmented", blocksize: int = 128, route: str = "cholesky",
              grid: Grid | None = None, l_bits: int | None = None,
-             r_bits: int | None = None) -> Compression:
+             r_bits: int | None = None, x_abs_mean=None, iters: int | None = None) -> Compression:
     """Run one of :data:`METHODS` on a layer and evaluate it.
 
     Parameters
@@ -150,8 +180,10 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
         Branch rank ``r`` in [0, min(N, N_out)].
     damp : float, default 0.01
         Relative damping ``alpha``.
-    beta : float, default 1.0
-        Grid clipping factor.
+    beta : float or "search", default 1.0
+        Grid clipping factor; ``"search"``: per column, the factor of
+        :data:`gilora_theory.literature.BETA_CANDIDATES` with the smallest RTN
+        calibration error (:func:`gilora_theory.literature.search_beta`).
     unbounded : bool, default False
         Use the unbounded grid (theory).
     rounds : int, default 1
@@ -171,6 +203,11 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
         method quantizes ``L``, refits ``R`` (:func:`gilora_theory.branch.refit_R`,
         damping ``lam``) and quantizes ``R``. Recorded in ``info`` when the rank
         is positive.
+    x_abs_mean : (N,) array_like, optional
+        Mean ``|x_i|`` per input feature over the calibration tokens (LQER's
+        statistic, ``Layer.x_abs_mean``); required by :data:`NEEDS_X_ABS_MEAN`.
+    iters : int, optional
+        LoftQ's ``T``, CALDERA-style's ``K`` or LoRaQ's Adam steps (default 5, 5, 200).
 
     Returns
     -------
@@ -186,12 +223,18 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
         if b is not None:
             _v.check_bits(name, b)
     lam = resolve_lam(H, damp, None)
-    if grid is None:
+    extra = _literature_options(method, W, x_abs_mean, iters)
+    if isinstance(beta, str) and beta != "search":
+        raise ValueError(f"beta must be a number in (0, 1] or 'search'; got {beta!r}")
+    if grid is None and beta == "search":
+        grid = _lit.search_beta(W, H, bits).with_bounded(not unbounded)
+    elif grid is None:
         grid = fit_grid(W, bits, beta=beta, bounded=not unbounded)
     with np.errstate(over="ignore", invalid="ignore"):
         made = _Made(*_METHOD_FUNCS[method](
             W, H, grid, r, lam=lam, damp=damp, rounds=rounds, damp_from=damp_from,
-            blocksize=blocksize, route=route, l_bits=l_bits if method == "gilora" else None))
+            blocksize=blocksize, route=route, l_bits=l_bits if method == "gilora" else None,
+            branch_bits=(l_bits, r_bits), **extra))
     Q, L, R, info = made.Q, made.L, made.R, made.info
     branch, l_grid = None, info.pop("L_grid", None)    # GILoRA's grid of L (l_bits)
     if r > 0 and (l_bits is not None or r_bits is not None):
@@ -306,11 +349,13 @@ def _branch_on_grids(method, W, Q, H, L, R, lam, l_bits, r_bits, info, l_grid):
     The data-free methods stay data-free: the alternating fit from the SVD fit,
     polished by the monotone coordinate fit (:mod:`gilora_theory.datafree`).
     """
-    if method == "gilora":
+    if "branch" in info:                 # fitted on its grids by the method itself
+        branch, order = info.pop("branch"), "method"
+    elif method == "gilora":
         qb = quantize_branch(L, R, r_bits=r_bits)
         branch = QuantizedBranch(qb.L, qb.R, l_grid, qb.R_grid, qb.r_axis)
         order = "before"
-    elif method.endswith("+svd"):
+    elif method.endswith("+svd") or method == "loftq":
         start = alternating_fit(W, Q, L.shape[1], l_bits=l_bits, r_bits=r_bits).branch
         branch = coordinate_fit(W, Q, L.shape[1], start=start).branch
         order = "data-free"
@@ -365,6 +410,82 @@ _METHOD_FUNCS = {
 }
 
 
+def _literature_options(method, W, x_abs_mean, iters) -> dict:
+    """Validated ``x_abs_mean`` / ``iters`` for the literature's methods (one clear line if missing)."""
+    if x_abs_mean is not None:
+        x_abs_mean = _v.check_channel_statistic("x_abs_mean", x_abs_mean, W.shape[0])
+    elif method in NEEDS_X_ABS_MEAN:
+        raise ValueError(f"method {method!r} needs x_abs_mean, the mean |x| per input feature over "
+                         "the calibration tokens, which H does not contain; give a layer file "
+                         "with X or with key x_abs_mean (gilora-theory extract records it)")
+    if iters is not None:
+        iters = _v.check_int("iters", iters, low=0 if method == "caldera" else 1)
+    return {"x_abs_mean": x_abs_mean, "iters": iters}
+
+
+def _lqer(first):
+    """``first``'s ``Q``, then LQER's branch from the layer's ``x_abs_mean``."""
+    def run(W, H, grid, r, *, x_abs_mean, **kw):
+        def fit(W, Q, H, r, lam):
+            res = _lit.lqer(W, Q, x_abs_mean, r)
+            return res.L, res.R
+        return _then(first, fit)(W, H, grid, r, **kw)
+    return run
+
+
+def _qera_fit(variant):
+    def fit(W, Q, H, r, lam):
+        res = _lit.qera(W, Q, H, r, variant=variant)
+        return res.L, res.R
+    return fit
+
+
+def _eora_fit(W, Q, H, r, lam):
+    res = _lit.olrc_cutoff(W, Q, H, r)
+    return res.L, res.R
+
+
+def _loftq(W, H, grid, r, *, iters, **kw):
+    res = _lit.loftq(W, grid, r, iters=5 if iters is None else iters)
+    info = {"alternation_trace": res.trace.tolist(), "increases": list(res.increases)}
+    return res.Q, res.L, res.R, res.n_clipped, None, info
+
+
+def _caldera(W, H, grid, r, *, damp, iters, branch_bits, blocksize, route, **kw):
+    res = _lit.caldera(W, H, grid, r, iters=5 if iters is None else iters, damp=damp,
+                       l_bits=branch_bits[0], r_bits=branch_bits[1], blocksize=blocksize, route=route)
+    info = {"alternation_trace": res.trace.tolist(), "best_iteration": res.best,
+            "increases": list(res.increases)}
+    if res.branch is not None:
+        info["branch"] = res.branch
+    return res.Q, res.L, res.R, res.n_clipped, None, info
+
+
+def _loraq(W, H, grid, r, *, iters, branch_bits, **kw):
+    made = _rtn(W, H, grid, r)
+    Q, clipped, info = made.Q, made.clipped, made.info
+    l_bits, r_bits = branch_bits
+    if r == 0 or (l_bits is None and r_bits is None):
+        L, R = _svd_fit(W, Q, H, r, 0.0)
+        return Q, L, R, clipped, None, info
+    fit = _lit.loraq_fit(W, Q, r, l_bits=l_bits, r_bits=r_bits, steps=200 if iters is None else iters)
+    info = {"branch": fit.branch, "fit_start_value": fit.start_value, "fit_value": fit.value,
+            "best_step": fit.best_step}
+    return Q, fit.branch.L, fit.branch.R, clipped, None, info
+
+
+_METHOD_FUNCS.update({
+    "rtn+lqer": _lqer(_rtn),
+    "gptq+lqer": _lqer(_gptq),
+    "rtn+qera-approx": _then(_rtn, _qera_fit("approx")),
+    "rtn+qera-exact": _then(_rtn, _qera_fit("exact")),
+    "gptq+eora": _then(_gptq, _eora_fit),
+    "loftq": _loftq,
+    "caldera": _caldera,
+    "rtn+loraq": _loraq,
+})
+
+
 @dataclass(frozen=True)
 class MethodComparison:
     """Each algorithm's undamped error against the exact optimum.
@@ -384,8 +505,9 @@ class MethodComparison:
     ratios: dict = field(default_factory=dict)
 
 
-def compare_methods(W, H, optimum: ExactOptimum, *, methods=METHODS, damp: float = 0.01,
-                    rounds: int = 1, damp_from: str = "augmented") -> MethodComparison:
+def compare_methods(W, H, optimum: ExactOptimum, *, methods=None, damp: float = 0.01,
+                    rounds: int = 1, damp_from: str = "augmented",
+                    x_abs_mean=None) -> MethodComparison:
     """Run each method of :func:`compress` on the optimum's grid and rank.
 
     Parameters
@@ -394,8 +516,10 @@ def compare_methods(W, H, optimum: ExactOptimum, *, methods=METHODS, damp: float
     H : (N, N) array_like
     optimum : ExactOptimum
         From :func:`gilora_theory.exact.exact_optimum` with a grid (not an explicit alphabet).
-    methods : sequence of str, default all of METHODS
-    damp, rounds, damp_from
+    methods : sequence of str, optional
+        Default: every method of METHODS whose statistics are given (those of
+        :data:`NEEDS_X_ABS_MEAN` only with ``x_abs_mean``).
+    damp, rounds, damp_from, x_abs_mean
         Passed to ``compress``.
 
     Returns
@@ -408,9 +532,11 @@ def compare_methods(W, H, optimum: ExactOptimum, *, methods=METHODS, damp: float
         raise ValueError("compare_methods needs an optimum computed on a grid (bits= or grid=)")
     errors, ratios = {}, {}
     opt = optimum.value
+    if methods is None:
+        methods = [m for m in METHODS if x_abs_mean is not None or m not in NEEDS_X_ABS_MEAN]
     for m in methods:
         c = compress(W, H, m, optimum.grid.bits, optimum.rank, damp=damp, rounds=rounds,
-                     damp_from=damp_from, grid=optimum.grid)
+                     damp_from=damp_from, grid=optimum.grid, x_abs_mean=x_abs_mean)
         e = c.objective.error
         errors[m] = e
         ratios[m] = e / opt if opt > 0 else (1.0 if e == 0 else math.inf)

@@ -259,7 +259,7 @@ def test_constant_and_zero_columns_work():
     grid = gt.fit_grid(W, BITS)
     assert np.all(grid.step > 0)
     for method in gt.METHODS:
-        c = gt.compress(W, H0, method, BITS, RANK)
+        c = gt.compress(W, H0, method, BITS, RANK, x_abs_mean=np.abs(X0).mean(axis=0))
         _assert_finite(c)
         if method == "rtn":
             np.testing.assert_array_equal(c.Q[:, [1, 3]], W[:, [1, 3]])

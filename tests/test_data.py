@@ -147,7 +147,7 @@ def test_rebuilding_the_bundle_reproduces_it_bit_for_bit(tmp_path):
             and ta.versions()["transformers"] == prov["versions"]["transformers"])
     if not same:
         pytest.skip("bundle was built with another text or library version; bits may differ")
-    fresh = data.rebuild_bundle(out=tmp_path, sequences=prov["sequences"], seq_len=prov["seq_len"])
+    fresh = ta.rebuild_bundle(out=tmp_path, sequences=prov["sequences"], seq_len=prov["seq_len"])
     for name, entry in prov["layers"].items():
         new = fresh["layers"][name]
         assert new["sha256"] == entry["sha256"], name

@@ -69,7 +69,8 @@ def _calls(W, H):
         "top_eigenvectors": lambda: gt.top_eigenvectors(H, 3),
     }
     for method in gt.METHODS:
-        calls[f"compress-{method}"] = lambda method=method: gt.compress(W, H, method, 3, 3)
+        calls[f"compress-{method}"] = lambda method=method: gt.compress(
+            W, H, method, 3, 3, x_abs_mean=np.sqrt(np.diag(H)))
     return calls
 
 
@@ -97,7 +98,7 @@ def digest():
         H = gt.hessian(X)
         h.update(X.tobytes() + W.tobytes())
         for method in gt.METHODS:
-            c = gt.compress(W, H, method, 3, 4, route="eig")
+            c = gt.compress(W, H, method, 3, 4, route="eig", x_abs_mean=np.abs(X).mean(axis=0))
             for A in (c.Q, c.L, c.R, np.array([c.objective.error, c.lam])):
                 h.update(np.ascontiguousarray(A).tobytes())
     return h.hexdigest()

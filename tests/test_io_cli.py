@@ -48,7 +48,7 @@ def test_run_every_method(capsys, tmp_path, layer_X, arrays, method):
     report = json.loads(out)
     assert KEYS <= report.keys()
     assert (report["method"], report["bits"], report["rank"], report["damp"]) == (method, 3, rank, 0.02)
-    c = compress(W, X.T @ X, method, 3, rank, damp=0.02, rounds=2)
+    c = compress(W, X.T @ X, method, 3, rank, damp=0.02, rounds=2, x_abs_mean=np.abs(X).mean(axis=0))
     with np.load(out_path, allow_pickle=False) as z:     # Q as uint8 grid codes, no float Q
         assert {"Q_codes", "L", "R", "step", "zero", "bits"} <= set(z.files) and "Q" not in z.files
         assert z["Q_codes"].dtype == np.uint8 and int(z["bits"]) == 3

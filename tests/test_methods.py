@@ -27,7 +27,7 @@ def on_grid(grid, Q):
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_runs_and_reports_its_objective(layer, method):
     W, X, H = layer
-    c = compress(W, H, method, 3, 2, damp=0.02, rounds=2)
+    c = compress(W, H, method, 3, 2, damp=0.02, rounds=2, x_abs_mean=np.abs(X).mean(axis=0))
     assert c.method == method and on_grid(c.grid, c.Q)
     r = 0 if method in ("rtn", "gptq") else 2
     assert c.L.shape == (8, r) and c.R.shape == (r, 5)

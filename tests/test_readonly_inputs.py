@@ -118,7 +118,9 @@ def _calls(W, H, grid, Q0, tmp_path):
             W, Q0, H, RANK, lam=lam, n_competitors=5, rng=0),
         "check_bidup_argmin": lambda: checks.check_bidup_argmin(W, Q0, H, grid, lam=lam),
     }
-    calls.update({f"compress({m})": (lambda m=m: gt.compress(W, H, m, BITS, RANK))
+    xm = np.sqrt(np.diag(H))                 # read-only too: derived from the read-only H
+    xm.setflags(write=False)
+    calls.update({f"compress({m})": (lambda m=m: gt.compress(W, H, m, BITS, RANK, x_abs_mean=xm))
                   for m in gt.METHODS})
     return calls
 

@@ -136,8 +136,9 @@ def test_table_rows_are_the_arithmetic_of_compress():
     H = X.T @ X
     table = storage_table([Layer(W, H, name="t")], bits=(3,), ranks=(2,), branch_bits=(None, 4),
                           plain_bits=(3,), source="unit")
-    assert set(table["method"]) == {"rtn", "gptq", "gptq+olrc", "gilora", "refine",
-                                    "gptq+svd", "rtn+svd"}
+    assert set(table["method"]) == {"rtn", "gptq", "gptq+olrc", "gilora", "refine", "gptq+svd",
+                                    "rtn+svd", "rtn+qera-approx", "rtn+qera-exact", "gptq+eora",
+                                    "loftq", "caldera", "rtn+loraq"}   # no x_abs_mean: no LQER
     for method in ("gptq+olrc", "gilora", "refine"):
         for bb in (None, 4):
             c = compress(W, H, method, 3, 2, l_bits=bb, r_bits=bb)

@@ -91,6 +91,24 @@ def test_hooks_are_exact_on_integer_data():
     assert not np.array_equal(cap.H["up"], X["up"][1:].T @ X["up"][1:])
 
 
+def test_hooks_record_mean_and_max_abs_input_per_channel():
+    """Beside H, per input feature mean |x| and max |x| over the same rows (LQER's statistic)."""
+    model = Poly()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randint(-2, 3, p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    batches = [torch.randint(-3, 4, (2, 4, 6)).float() for _ in range(2)]
+    cap = ta.capture(model, batches)
+    X = _inputs_seen(model, batches)
+    for name, Xn in X.items():
+        np.testing.assert_array_equal(cap.x_abs_max[name], np.abs(Xn).max(axis=0))
+        np.testing.assert_array_equal(cap.x_abs_mean[name] * Xn.shape[0], np.abs(Xn).sum(axis=0))
+    layer = next(x for x in ta.layers_from_capture(model, cap) if x.name == "up")
+    np.testing.assert_array_equal(layer.x_abs_mean, cap.x_abs_mean["up"])
+    # the negative case: a dropped row changes the statistics
+    assert not np.array_equal(cap.x_abs_mean["up"] * X["up"].shape[0], np.abs(X["up"][1:]).sum(axis=0))
+
+
 def test_row_sample_is_a_seeded_subset_of_the_inputs():
     model, batches = Tiny(), _batches()
     X = _inputs_seen(model, batches)
@@ -174,6 +192,36 @@ def test_side_branch_computes_the_same_as_merged_weights():
     wrong = ta.reconstructed(model, {"up": (Q, L, -R)}, branch=True)
     with torch.no_grad():
         assert np.abs(wrong.up(x).double().numpy() - exact).max() > bound.max()
+
+
+def test_branch_activations_quantized_per_token():
+    """LoRaQ's W-A branch: (x L) rounded per token to its own grid, then R; a plain numpy route."""
+    model = Tiny()
+    rng = np.random.default_rng(1)
+    W = ta.weight_matrix(model.up)
+    Q, L, R = W, rng.standard_normal((6, 3)), rng.standard_normal((3, 10))
+    x = torch.randn(20, 6, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        q8 = ta.reconstructed(model, {"up": (Q, L, R)}, branch=True, act_bits=8)
+        q2 = ta.reconstructed(model, {"up": (Q, L, R)}, branch=True, act_bits=2)
+        y8, y2 = q8.up(x).double().numpy(), q2.up(x).double().numpy()
+        base = model.up(x).double().numpy()
+    z = (x @ torch.as_tensor(L, dtype=torch.float32)).double().numpy()
+    for y, bits in ((y8, 8), (y2, 2)):
+        zq = np.empty_like(z)
+        for t in range(len(z)):                     # one token at a time, as the definition
+            lo, hi = z[t].min(), z[t].max()
+            step = (hi - lo) / (2 ** bits - 1)
+            zp = np.round(-lo / step)
+            zq[t] = step * (np.clip(np.round(z[t] / step) + zp, 0, 2 ** bits - 1) - zp)
+        exact = base + zq @ R
+        bound = 64 * EPS32 * (np.abs(base) + np.abs(zq) @ np.abs(R) + 1)
+        assert np.all(np.abs(y - exact) <= bound), bits
+    # 2-bit activations move the output much more than 8-bit ones (the quantizer is active)
+    plain = base + z @ R
+    assert np.abs(y2 - plain).max() > 10 * np.abs(y8 - plain).max()
+    with pytest.raises(ValueError, match="needs branch=True"):
+        ta.reconstructed(model, {"up": (Q, L, R)}, act_bits=8)
 
 
 def test_write_back_refuses_wrong_shapes_and_names():

@@ -2,8 +2,10 @@
 
 ``LAYER.npz`` holds ``W`` (N x N_out, rows = input features) and either ``X``
 (m x N) or ``H`` (N x N, with optional scalar ``n_samples``); optional string
-``name``. Files are read with ``allow_pickle=False``: an object array is refused
-without being unpickled. Every file the package writes appears atomically
+``name``; optional per-input-channel statistics ``x_abs_mean`` and ``x_abs_max``
+(N,), the mean and max of ``|x_i|`` over the calibration tokens (LQER's scale
+needs the mean; computed from ``X`` when the file holds ``X``). Files are read
+with ``allow_pickle=False``: an object array is refused without being unpickled. Every file the package writes appears atomically
 (written to a temporary name in the same folder, then renamed).
 
 ``OUT.npz`` (written by ``gilora-theory run``, :func:`save_result`) holds ``Q`` as
@@ -50,6 +52,10 @@ class Layer:
     n_samples : int or None
         Rows of ``X`` accumulated into ``H``, if known.
     name : str
+    x_abs_mean : (N,) ndarray or None
+        ``mean_t |x_ti|`` per input feature over the calibration tokens, if known.
+    x_abs_max : (N,) ndarray or None
+        ``max_t |x_ti|`` per input feature, if known.
     """
 
     W: np.ndarray
@@ -57,9 +63,18 @@ class Layer:
     X: np.ndarray | None = None
     n_samples: int | None = None
     name: str = "layer"
+    x_abs_mean: np.ndarray | None = None
+    x_abs_max: np.ndarray | None = None
+
+    def __post_init__(self):
+        """A layer with ``X`` gets its channel statistics from ``X`` where not given."""
+        if self.X is not None and (self.x_abs_mean is None or self.x_abs_max is None):
+            mean, top = channel_statistics(self.X.shape[1], self.X, self.x_abs_mean, self.x_abs_max)
+            object.__setattr__(self, "x_abs_mean", mean)
+            object.__setattr__(self, "x_abs_max", top)
 
 
-_KEYS = ("W", "X", "H", "n_samples", "name")
+_KEYS = ("W", "X", "H", "n_samples", "name", "x_abs_mean", "x_abs_max")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
@@ -145,7 +160,30 @@ def _layer_from_arrays(data: dict, keys: set, where: str, psd: bool = True) -> L
         raise ValueError(f"key 'n_samples' must be a positive integer; got {n_samples}")
     n_samples = X.shape[0] if X is not None else (None if n_samples is None else int(n_samples))
     name = _scalar(data, "name", "U", "a string")
-    return Layer(W, H, X, n_samples, Path(where).stem if name is None else str(name))
+    stats = channel_statistics(W.shape[0], X, data.get("x_abs_mean"), data.get("x_abs_max"))
+    return Layer(W, H, X, n_samples, Path(where).stem if name is None else str(name), *stats)
+
+
+def channel_statistics(N: int, X=None, x_abs_mean=None, x_abs_max=None) -> tuple:
+    """Validated ``(x_abs_mean, x_abs_max)`` (each ``(N,)`` or None), computed from ``X`` where absent.
+
+    Each must be finite and ``>= 0``, and the mean may not exceed the max
+    (beyond float32 rounding).
+    """
+    stats = [None if v is None else _v.check_channel_statistic(k, v, N)
+             for k, v in (("x_abs_mean", x_abs_mean), ("x_abs_max", x_abs_max))]
+    if X is not None:
+        A = np.abs(X)
+        stats = [A.mean(axis=0) if stats[0] is None else stats[0],
+                 A.max(axis=0) if stats[1] is None else stats[1]]
+    mean, top = stats
+    if mean is not None and top is not None:
+        over = mean > top * (1 + 8 * np.finfo(np.float32).eps)
+        if np.any(over):
+            i = int(np.argmax(over))
+            raise ValueError(f"x_abs_mean must not exceed x_abs_max; at feature {i} the mean is "
+                             f"{mean[i]:.6g} and the max {top[i]:.6g}")
+    return mean, top
 
 
 def _scalar(data: dict, key: str, kinds: str, what: str):
@@ -315,7 +353,8 @@ def load_result(path) -> dict:
     return out
 
 
-def save_layer(path, W, *, H=None, X=None, n_samples=None, name=None) -> None:
+def save_layer(path, W, *, H=None, X=None, n_samples=None, name=None, x_abs_mean=None,
+               x_abs_max=None) -> None:
     """Write a ``LAYER.npz`` atomically (exactly one of ``H`` or ``X``).
 
     The arrays are validated as :func:`load_layer` would (a file that could not
@@ -328,12 +367,16 @@ def save_layer(path, W, *, H=None, X=None, n_samples=None, name=None) -> None:
         _v.check_hessian(H, Wv.shape[0])
     else:
         _v.check_same_rows("X", _v.as_matrix("X", X), "W", Wv, axis_a=1)
+    channel_statistics(Wv.shape[0], None, x_abs_mean, x_abs_max)
     arrays = {"W": np.asarray(W), "H" if H is not None else "X": np.asarray(H if H is not None else X)}
     if n_samples is not None:
         n = _v.check_int("n_samples", n_samples, low=1)
         arrays["n_samples"] = np.asarray(n)
     if name is not None:
         arrays["name"] = np.asarray(str(name))
+    for key, value in (("x_abs_mean", x_abs_mean), ("x_abs_max", x_abs_max)):
+        if value is not None:
+            arrays[key] = np.asarray(value)
     save_npz(path, **arrays)
 
 

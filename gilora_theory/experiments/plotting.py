@@ -57,6 +57,14 @@ METHOD_STYLE = {
     "refine": dict(color="tab:red", marker="P", label="GILoRA + refinement"),
     "gptq+svd": dict(color="tab:purple", marker="h", label="GPTQ → data-free SVD"),
     "rtn+svd": dict(color="tab:olive", marker="*", label="RTN → data-free SVD"),
+    "rtn+lqer": dict(color="tab:cyan", marker="1", label="RTN → LQER"),
+    "gptq+lqer": dict(color="tab:cyan", marker="2", label="GPTQ → LQER"),
+    "rtn+qera-approx": dict(color="teal", marker="3", label="RTN → QERA-approx"),
+    "rtn+qera-exact": dict(color="teal", marker="4", label="RTN → QERA-exact"),
+    "gptq+eora": dict(color="goldenrod", marker="d", label="GPTQ → EoRA"),
+    "loftq": dict(color="navy", marker="p", label="LoftQ"),
+    "caldera": dict(color="darkred", marker="X", label="CALDERA-style"),
+    "rtn+loraq": dict(color="darkgreen", marker="H", label="RTN → LoRaQ fit"),
 }
 """Colour, marker and legend label of each method (the same in every figure)."""
 

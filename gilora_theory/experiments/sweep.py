@@ -530,7 +530,7 @@ def run_one(run: Run) -> dict:
     t0 = time.perf_counter()
     c = compress(layer.W, layer.H, run.method, run.bits, run.rank, damp=opts["damp"],
                  beta=opts["beta"], unbounded=opts["unbounded"], rounds=opts["rounds"],
-                 damp_from=opts["damp_from"])
+                 damp_from=opts["damp_from"], x_abs_mean=layer.x_abs_mean)
     t1 = time.perf_counter()
     bounds = bound_columns(run)
     t2 = time.perf_counter()
