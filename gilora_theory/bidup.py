@@ -281,10 +281,16 @@ class RefineResult:
     steps: tuple
     lam: float
 
+    @property
+    def rounds_run(self) -> int:
+        """Rounds actually run (fewer than asked when ``stop_rtol`` stopped the loop)."""
+        return self.steps.count("bidup")
+
 
 def refine(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1,
            damp: float = 0.01, lam: float | None = None, sweeps: int = 1,
-           blocksize: int = 128, spectrum: HessianSpectrum | None = None) -> RefineResult:
+           blocksize: int = 128, spectrum: HessianSpectrum | None = None,
+           stop_rtol: float | None = None) -> RefineResult:
     """Refinement loop of [1]: ``rounds`` x (OLrC, Bid-Up), then a final OLrC.
 
     The steps of :func:`refine_loop` (the definition), with the caching that
@@ -316,15 +322,22 @@ def refine(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: int = 1
     spectrum : HessianSpectrum, optional
         Cached spectrum of ``H``; otherwise computed once when the Gram route
         does not apply (e.g. ``lam = 0`` on a singular ``H``), not at all when it does.
+    stop_rtol : float, optional
+        Stop after a round that lowers ``F`` by at most ``stop_rtol * F`` (its
+        value before the round): the loop no longer makes progress. ``None``
+        (default) runs all ``rounds``. ``result.rounds_run`` says how many ran.
 
     Returns
     -------
     RefineResult
     """
     W, Q, H, r, rounds, lam = _check_refine(W, H, grid, Q0, rank, rounds, damp, lam)
+    if stop_rtol is not None:
+        stop_rtol = _v.check_float("stop_rtol", stop_rtol, low=0.0)
     M0 = L0 @ R0 if L0 is not None and R0 is not None else 0.0
     with np.errstate(over="ignore", invalid="ignore"):
-        res = _refine_cached(W, Q, H, grid, r, M0, rounds, lam, sweeps, blocksize, spectrum)
+        res = _refine_cached(W, Q, H, grid, r, M0, rounds, lam, sweeps, blocksize, spectrum,
+                             stop_rtol)
     _v.check_finite_output("the refinement loop", "Rescale W, or H.", Q=res.Q, L=res.L, R=res.R,
                            trace=res.trace)
     return res
@@ -342,7 +355,8 @@ def _check_refine(W, H, grid, Q0, rank, rounds, damp, lam):
     return W, Q, H, r, rounds, resolve_lam(H, damp, lam)
 
 
-def _refine_cached(W, Q, H, grid, r, M0, rounds, lam, sweeps, blocksize, spec) -> RefineResult:
+def _refine_cached(W, Q, H, grid, r, M0, rounds, lam, sweeps, blocksize, spec,
+                   stop_rtol=None) -> RefineResult:
     """The fast path of :func:`refine` (``Q`` updated in place; inputs validated)."""
     G = H + lam * np.eye(H.shape[0])
     trace, steps = [_trace_quad(G, W - Q - M0)], ["start"]
@@ -354,8 +368,11 @@ def _refine_cached(W, Q, H, grid, r, M0, rounds, lam, sweeps, blocksize, spec) -
     for _ in range(rounds):
         rnd = _round(W, Q, G, grid, spec, r, lam, GD, K, R, sweeps, blocksize)
         L, R, GD, K = rnd.L, rnd.R, rnd.GD, rnd.K
+        before = trace[-1]
         trace += [rnd.value, rnd.f[-1]]
         steps += ["olrc", "bidup"]
+        if stop_rtol is not None and before - trace[-1] <= stop_rtol * before:
+            break                         # the round no longer lowered F
     L, R, value, _a = _olrc(W - Q, spec, r, lam, svd="partial", GD=GD, K=K,
                             start=None if R is None else R.T)
     trace.append(value)

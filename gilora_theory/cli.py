@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from . import __version__
-from .data.io import check_folder, load_layer, save_result, writable_file
+from .data.io import check_folder, jsonable, load_layer, save_result, writable_file
 from .methods import METHODS, compress
 from .storage import compression_storage
 
@@ -37,21 +37,6 @@ class _UsageError(Exception):
     pass
 
 
-def _jsonable(obj):
-    """Plain JSON values; non-finite floats become None (never NaN in the output)."""
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
 def _add_grid_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bits", type=int, required=True, help="grid bit-width b in [1, 16]")
     p.add_argument("--rank", type=int, default=0, help="branch rank r (default 0)")
@@ -66,6 +51,8 @@ BRANCHLESS = ("rtn", "gptq")
 """Methods without a low-rank branch: ``--rank``, ``--l-bits``, ``--r-bits`` do not apply."""
 MAX_ROUNDS = 100
 """Largest ``--rounds``: each round costs about one GPTQ pass."""
+STOP_RTOL = 1e-12
+"""``run --method refine`` stops after a round that lowers ``F`` by at most this share of ``F``."""
 ITERATED = ("loftq", "caldera", "rtn+loraq")
 """Methods that take ``--iters`` (LoftQ's T, CALDERA-style's K, LoRaQ's Adam steps)."""
 
@@ -90,7 +77,9 @@ def _add_run(sub) -> None:
     p.add_argument("--method", required=True, choices=METHODS)
     _add_grid_options(p)
     p.add_argument("--rounds", type=int, default=None,
-                   help=f"refinement rounds K in [0, {MAX_ROUNDS}] (method refine only; default 1)")
+                   help=f"refinement rounds K in [0, {MAX_ROUNDS}] (method refine only; default 1); "
+                        f"the loop stops early after a round that lowers F by at most "
+                        f"{STOP_RTOL:g} F, and the JSON's rounds_run says how many ran")
     p.add_argument("--iters", type=int, default=None,
                    help="LoftQ's T, CALDERA-style's K, LoRaQ's Adam steps (methods loftq, caldera, "
                         "rtn+loraq; default 5, 5, 200)")
@@ -135,7 +124,8 @@ def _cmd_run(args) -> dict:
     c = compress(layer.W, layer.H, args.method, args.bits, args.rank, damp=args.damp,
                  beta=args.beta, unbounded=args.unbounded_grid, rounds=args.rounds,
                  l_bits=args.l_bits, r_bits=args.r_bits, route=args.route,
-                 x_abs_mean=layer.x_abs_mean, iters=args.iters)
+                 x_abs_mean=layer.x_abs_mean, iters=args.iters,
+                 stop_rtol=STOP_RTOL if args.method == "refine" else None)
     phase()
     save_result(out_path, c.Q, c.L, c.R, c.grid, **_branch_grids(c.branch))
     phase(done=True)
@@ -637,7 +627,7 @@ def main(argv=None) -> int:
     if isinstance(result, int):
         return result
     if result is not None:
-        print(json.dumps(_jsonable(result)))
+        print(json.dumps(jsonable(result)))
     return 0
 
 

@@ -103,7 +103,7 @@ def degrees_ratio(N: int, N_out: int, rank: int, *, extra_dims: float = EXTRA_DI
     """
     N = _v.check_int("N", N, low=1)
     N_out = _v.check_int("N_out", N_out, low=1)
-    r = _v.check_int("rank", rank, low=0)
+    r = _v.check_int("rank", rank, low=0, high=min(N, N_out))  # r <= min(N, N_out)
     e = _v.check_float("extra_dims", extra_dims)
     d = r * (N + N_out + 1) + e
     return math.inf if d == 0 else N * N_out / d
@@ -185,10 +185,11 @@ def lower_bound(s_min: float, bits: int, rank: int, N: int, N_out: int, rho: flo
 
 
 def _dims(N, N_out, rank) -> tuple[int, int]:
-    """``D = N N_out`` and ``d = r (N + N_out + 1)`` (validated)."""
+    """``D = N N_out`` and ``d = r (N + N_out + 1)`` (validated: a rank-``r`` ``L R`` of an
+    ``N x N_out`` layer needs ``r <= min(N, N_out)``)."""
     N = _v.check_int("N", N, low=1)
     N_out = _v.check_int("N_out", N_out, low=1)
-    return N * N_out, _v.check_int("rank", rank, low=0) * (N + N_out + 1)
+    return N * N_out, _v.check_int("rank", rank, low=0, high=min(N, N_out)) * (N + N_out + 1)
 
 
 def _log_volume_ratio(D: int) -> float:

@@ -165,7 +165,8 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
              beta: float = 1.0, unbounded: bool = False, rounds: int = 1,
              damp_from: str = "augmented", blocksize: int = 128, route: str = "cholesky",
              grid: Grid | None = None, l_bits: int | None = None,
-             r_bits: int | None = None, x_abs_mean=None, iters: int | None = None) -> Compression:
+             r_bits: int | None = None, x_abs_mean=None, iters: int | None = None,
+             stop_rtol: float | None = None) -> Compression:
     """Run one of :data:`METHODS` on a layer and evaluate it.
 
     Parameters
@@ -203,6 +204,10 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
         method quantizes ``L``, refits ``R`` (:func:`gilora_theory.branch.refit_R`,
         damping ``lam``) and quantizes ``R``. Recorded in ``info`` when the rank
         is positive.
+    stop_rtol : float, optional
+        ``refine`` only: stop after a round that lowers ``F`` by at most
+        ``stop_rtol * F`` (:func:`gilora_theory.bidup.refine`); ``info["rounds_run"]``
+        then says how many rounds ran.
     x_abs_mean : (N,) array_like, optional
         Mean ``|x_i|`` per input feature over the calibration tokens (LQER's
         statistic, ``Layer.x_abs_mean``); required by :data:`NEEDS_X_ABS_MEAN`.
@@ -234,7 +239,7 @@ def compress(W, H, method: str, bits: int, rank: int = 0, *, damp: float = 0.01,
         made = _Made(*_METHOD_FUNCS[method](
             W, H, grid, r, lam=lam, damp=damp, rounds=rounds, damp_from=damp_from,
             blocksize=blocksize, route=route, l_bits=l_bits if method == "gilora" else None,
-            branch_bits=(l_bits, r_bits), **extra))
+            branch_bits=(l_bits, r_bits), stop_rtol=stop_rtol, **extra))
     Q, L, R, info = made.Q, made.L, made.R, made.info
     branch, l_grid = None, info.pop("L_grid", None)    # GILoRA's grid of L (l_bits)
     if r > 0 and (l_bits is not None or r_bits is not None):
@@ -390,10 +395,12 @@ def _gptq_ls(W, H, grid, r, *, lam, **kw):
     return made._replace(L=L, R=_ridge_R(W, made.Q, H, L, lam), damped=None)
 
 
-def _refine(W, H, grid, r, *, lam, rounds, **kw):
+def _refine(W, H, grid, r, *, lam, rounds, stop_rtol=None, **kw):
     made = _gilora(W, H, grid, r, **kw)
-    res = refine(W, H, grid, made.Q, r, L0=made.L, R0=made.R, rounds=rounds, lam=lam)
-    return made._replace(Q=res.Q, L=res.L, R=res.R, trace=res.trace, damped=None)
+    res = refine(W, H, grid, made.Q, r, L0=made.L, R0=made.R, rounds=rounds, lam=lam,
+                 stop_rtol=stop_rtol)
+    info = dict(made.info, rounds_run=res.rounds_run) if stop_rtol is not None else made.info
+    return made._replace(Q=res.Q, L=res.L, R=res.R, trace=res.trace, info=info, damped=None)
 
 
 _METHOD_FUNCS = {

@@ -32,7 +32,7 @@ def test_value_by_hand():
 def bound_args(draw):
     N, N_out = draw(st.integers(1, 64)), draw(st.integers(1, 64))
     return dict(s_min=draw(st.floats(1e-3, 1e3)), bits=draw(st.integers(1, 12)),
-                rank=draw(st.integers(0, 8)), N=N, N_out=N_out,
+                rank=draw(st.integers(0, min(8, N, N_out))), N=N, N_out=N_out,
                 rho=draw(st.floats(0.01, 100.0)), extra_dims=draw(st.sampled_from([0, 1, 2, 5])),
                 convention=draw(st.sampled_from(["rank", "alphabet"])))
 
@@ -56,12 +56,13 @@ def test_zero_exactly_when_J_at_most_one(kw):
 def test_monotone_decreasing_in_bits_rank_rho(kw, db, dr, frho):
     base = log_lower_bound(**kw)
     more_bits = log_lower_bound(**{**kw, "bits": kw["bits"] + db})
-    more_rank = log_lower_bound(**{**kw, "rank": kw["rank"] + dr})
+    room = kw["rank"] + dr <= min(kw["N"], kw["N_out"])     # a larger rank must still fit
+    more_rank = log_lower_bound(**{**kw, "rank": kw["rank"] + dr}) if room else -math.inf
     more_rho = log_lower_bound(**{**kw, "rho": kw["rho"] * frho})
     tol = 64 * EPS * (abs(base) + 1) if math.isfinite(base) else 0
     assert more_bits <= base + tol and more_rank <= base + tol and more_rho <= base + tol
     if math.isfinite(base):                    # strictly: every factor that is present matters
-        assert more_bits < base and more_rank < base
+        assert more_bits < base and (more_rank < base or not room)
         J = degrees_ratio(kw["N"], kw["N_out"], kw["rank"], extra_dims=kw["extra_dims"])
         assert more_rho < base or J == math.inf
 
@@ -228,3 +229,10 @@ def test_compensation_capacity_factor():
     # the lower bound's rank factor ((2B+1) c rho)^{-2/(J-1)} shrinks with b; the upper's does not
     assert np.all(np.diff(sc.lower_rank_factor, axis=1) < 0)
     assert np.all(sc.ratio[-1] < sc.ratio[0])          # closer as N grows
+
+
+def test_a_rank_larger_than_the_layer_is_refused():
+    """Issue 14: rank 99 of an 8 x 5 layer is no budget at all; it used to give 0.0."""
+    with pytest.raises(ValueError, match=r"rank must be in \[0, 5\]"):
+        lower_bound(1.0, 3, 99, 8, 5)
+    assert lower_bound(1.0, 3, 5, 8, 5) == 0.0          # the largest valid rank: J <= 1, bound 0

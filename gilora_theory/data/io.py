@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -36,7 +37,8 @@ from .. import _validation as _v
 from ..objective import hessian
 
 __all__ = ["Layer", "load_layer", "save_layer", "atomic_write", "save_npz", "write_json",
-           "writable_folder", "check_folder", "writable_file", "save_result", "load_result", "code_dtype"]
+           "writable_folder", "check_folder", "writable_file", "save_result", "load_result", "code_dtype",
+           "jsonable"]
 
 
 @dataclass(frozen=True)
@@ -385,3 +387,23 @@ def write_json(path, obj) -> None:
     with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=False)
         f.write("\n")
+
+
+def jsonable(obj):
+    """Plain JSON values: NumPy scalars and arrays as Python ones, non-finite floats as None
+    (never NaN in a JSON output), DataFrames as row records, keys as strings."""
+    if hasattr(obj, "to_dict") and hasattr(obj, "columns"):
+        return jsonable(obj.to_dict(orient="records"))
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _validation as _v
-from ..data.io import atomic_write, writable_folder, write_json
+from ..data.io import atomic_write, jsonable, writable_folder, write_json
 
 __all__ = ["verdict_table", "report_markdown", "report_dict", "write_report",
            "markdown_table", "exit_status", "CheckRun", "run_check", "claim_figures"]
@@ -117,25 +117,6 @@ def report_markdown(results, *, figures=(), meta=None, notes=()) -> str:
     return "\n".join(out) + "\n"
 
 
-def _jsonable(obj):
-    """Plain JSON values; non-finite floats become None; DataFrames become row records."""
-    if hasattr(obj, "to_dict") and hasattr(obj, "columns"):
-        return _jsonable(obj.to_dict(orient="records"))
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
 def report_dict(results, *, meta=None) -> dict:
     """``report.json`` content: claim id -> verdict, title, summary, metrics, table rows."""
     out = {}
@@ -146,7 +127,7 @@ def report_dict(results, *, meta=None) -> dict:
             entry["table"] = res.table
         out[res.claim] = entry
     out["meta"] = dict(meta or {})
-    return _jsonable(out)
+    return jsonable(out)
 
 
 def write_report(out_dir, results, *, figures=(), meta=None, notes=()) -> tuple[Path, Path]:
