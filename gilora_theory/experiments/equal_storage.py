@@ -52,14 +52,14 @@ import pandas as pd
 
 from .. import _validation as _v
 from ..bidup import refine
-from ..branch import QuantizedBranch, gilora_branch, quantize_after
+from ..branch import QuantizedBranch, gilora_branch, quantize_after, quantize_after_validated
 from ..data.io import atomic_write
 from ..datafree import alternating_fit, coordinate_fit, svd_fit
 from ..gilora import gilora
 from ..gptq import gptq
 from ..grid import clipped_mask, fit_grid
 from ..methods import NEEDS_X_ABS_MEAN, compress
-from ..objective import damping, evaluate, hessian_spectrum
+from ..objective import damping, evaluate_validated, hessian_spectrum
 from ..olrc import olrc
 from ..storage import storage, storage_of
 from ..upper_bounds import bound_chain
@@ -160,7 +160,7 @@ def _layer_rows(layer, bits, ranks, branch_bits, plain_bits, methods, opts) -> l
 def _row(ctx, method, grid, r, bb, Q, branch, clipped, seconds) -> dict:
     W, H = ctx["W"], ctx["H"]
     L, R = (None, None) if branch is None else (branch.L, branch.R)
-    obj = evaluate(W, Q, L, R, H=H, lam=ctx["lam"])
+    obj = evaluate_validated(W, Q, L, R, None, H, ctx["lam"])   # W, H validated per layer
     st = storage_of(grid, W.shape[0], branch, **ctx["opts"]["store"])
     return dict(layer=ctx["name"], N=W.shape[0], N_out=W.shape[1], method=method,
                 bits=grid.bits, rank=r, branch_bits=bb, branch="fp" if bb is None else f"{bb}-bit",
@@ -177,7 +177,7 @@ def _branch_rows(ctx, grid, r, branch_bits, methods, base) -> list:
         t0 = time.perf_counter()
         o = olrc(W, gQ, H, r, lam=lam, spectrum=ctx["spec"])
         for bb in branch_bits:
-            res = quantize_after(W, gQ, H, o.L, o.R, l_bits=bb, r_bits=bb, lam=lam)
+            res = quantize_after_validated(W, gQ, H, o.L, o.R, bb, bb, True, "row", lam, "after")
             rows.append(_row(ctx, "gptq+olrc", grid, r, bb, gQ, res.branch, g_clip,
                              g_sec + time.perf_counter() - t0))
     wanted = list(branch_bits) if "gilora" in methods else []
@@ -224,7 +224,7 @@ def _refine_rows(ctx, grid, r, branch_bits, start) -> list:
                  spectrum=ctx["spec"])
     rows = []
     for bb in branch_bits:
-        res = quantize_after(W, ref.Q, H, ref.L, ref.R, l_bits=bb, r_bits=bb, lam=lam)
+        res = quantize_after_validated(W, ref.Q, H, ref.L, ref.R, bb, bb, True, "row", lam, "after")
         rows.append(_row(ctx, "refine", grid, r, bb, ref.Q, res.branch, None,
                          sec0 + time.perf_counter() - t0))
     return rows
