@@ -446,11 +446,15 @@ def check_ridge_solution(W, H, result: GILoRAResult, *, dead_channels: bool = Tr
     the returned ``R`` (Rigal-Gaches; Higham [3], Thm. 7.1, with the error of forming
     ``B`` in the denominator)::
 
-        eta = ||K R - B||_F / (||K||_2 ||R||_F + ||L||_2 ||H||_2 ||W - Q||_F)
+        eta = ||K R - B||_F / (||K||_2 ||R||_F + ||L||_2 ||H||_2 (||W - Q||_F + ||W||_F))
 
     which a backward-stable computation keeps below ``n eps`` (``n = N + r``)
     whatever the conditioning: an ``R`` that is off by a relative ``d`` has
-    ``eta ~ d``. The forward error ``||R - R_ridge||_F / ||R_ridge||_F`` against
+    ``eta ~ d ||K R|| / (||K|| ||R|| + ...)``. The pass never forms ``W - Q``: it
+    works on ``W~``, whose rounding is relative to ``||W||``, so the data term
+    carries ``||W||`` beside ``||W - Q||`` (at many bits ``||W - Q|| << ||W||``
+    and a denominator with ``||W - Q||`` alone would charge the pass for
+    rounding it cannot avoid). The forward error ``||R - R_ridge||_F / ||R_ridge||_F`` against
     ``numpy.linalg.solve(K, B)`` is reported in ``detail``.
 
     Returns
@@ -476,7 +480,7 @@ def check_ridge_solution(W, H, result: GILoRAResult, *, dead_channels: bool = Tr
     B = L.T @ (H @ D)
     nL = float(np.linalg.norm(L, 2)) if L.size else 0.0
     denom = (float(np.linalg.norm(K, 2)) if K.size else 0.0) * float(np.linalg.norm(R)) + (
-        nL * float(np.linalg.norm(H, 2)) * float(np.linalg.norm(D)))
+        nL * float(np.linalg.norm(H, 2)) * (float(np.linalg.norm(D)) + float(np.linalg.norm(Wd))))
     eta = float(np.linalg.norm(K @ R - B)) / denom if denom > 0 else 0.0
     R_ridge = np.linalg.solve(K, B)
     nR = float(np.linalg.norm(R_ridge))
