@@ -132,7 +132,8 @@ def readme_verdicts(readme: Path) -> dict[str, tuple[str, str, str]]:
     """``{claim id: (title, verdict, numbers)}`` from the README's verdict table."""
     rows = {}
     for line in readme.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells = [c.strip().replace("\\|", "|")               # "\|" is a pipe inside a cell
+                 for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
         m = re.match(r"(C\d+)\s+(.*)", cells[0]) if len(cells) == 3 else None
         if m and line.startswith("|"):
             rows[m.group(1)] = (m.group(2), cells[1], cells[2])
@@ -154,7 +155,7 @@ def claims_page(readme: Path) -> str:
              "(and one script each in ``paper_checks/``). A PASS or FAIL is a verdict on the",
              "claim; REPORT marks a comparison reported with its numbers.", "",
              _title("Latest verdicts", "-"),
-             "From the README's table of the last full run (``gilora-theory check``, seed 0);",
+             "From the README's verdict table (the run it names, seed 0);",
              "a claim without a recorded verdict shows a dash.", "",
              ".. list-table::", "   :header-rows: 1", "   :widths: 8 20 8 64", "",
              "   * - claim", "     - title", "     - verdict", "     - numbers"]
