@@ -21,7 +21,7 @@ from gilora_theory.data.io import load_layer  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 _EPS64 = np.finfo(np.float64).eps
-_EPS32 = np.finfo(np.float32).eps
+_EPS32 = float(np.finfo(np.float32).eps)
 _VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
           + list(string.ascii_lowercase + string.digits + string.punctuation)
           + ["##" + c for c in string.ascii_lowercase + string.digits])
