@@ -6,33 +6,33 @@ the residual ``D = W - Q``; the alternations choose ``Q`` and the branch
 together. Conventions are keyword parameters with the authors' values as
 defaults.
 
-=================  ==========================================================
-:func:`lqer`       LQER [2]: ``S = diag(s)``, ``s_i`` = mean ``|x_i|`` over the
-                   calibration tokens (clamped below at ``1e-4``, then divided
-                   by ``sqrt(min s max s)``); ``SVD_r(S D) = U_r Sigma_r V_r^T``,
-                   ``L = S^-1 U_r Sigma_r``, ``R = V_r^T`` (``Sigma_r`` folded
-                   into ``L``; the scale ``S^-1`` too, so nothing extra is stored).
-:func:`qera`       QERA [3]: ``"approx"``: the same with ``S = diag(sqrt(H_ii / m))``;
-                   ``"exact"``: ``S = (H / m)^{1/2}``, which is OLrC with
-                   ``lam = 0`` (Alg. 2 of [1]): it *is* :func:`gilora_theory.olrc`'s
-                   kernel, one implementation.
-:func:`olrc_cutoff` EoRA's handling of a singular ``H`` [4] (as GPTQModel's
-                   implementation): OLrC with ``lam = 0`` on the eigenvalues of
-                   ``H`` above ``cutoff * lambda_max`` only (a truncated
-                   pseudo-inverse square root; ``cutoff = N eps(float32)``).
-:func:`loftq`      LoftQ [5], data-free: ``Q_t = quant(W - L_{t-1} R_{t-1})``,
-                   ``L_t R_t = T_r(W - Q_t)``, ``t = 1..T``, ``L_0 R_0 = 0``.
-:func:`caldera`    CALDERA-style [6] with this package's GPTQ as the quantizer:
-                   ``Q_k = GPTQ(W - L_{k-1} R_{k-1}; H)``, ``(L_k, R_k)`` the
-                   calibration-aware rank-r fit of ``W - Q_k`` (OLrC under
-                   ``H_lam``, optionally on their own grids), best iterate kept.
-:func:`loraq_fit`  LoRaQ [7]: the branch fitted to ``D`` by Adam through
-                   straight-through estimators of its own quantizers, from the
-                   SVD start, best iterate kept.
-:func:`search_beta` per-column clipping factor search (BRAID's ``search_beta``
-                   convention): per column, the ``beta`` of a stated candidate
-                   set with the smallest RTN calibration error.
-=================  ==========================================================
+====================  ==========================================================
+:func:`lqer`          LQER [2]: ``S = diag(s)``, ``s_i`` = mean ``|x_i|`` over the
+                      calibration tokens (clamped below at ``1e-4``, then divided
+                      by ``sqrt(min s max s)``); ``SVD_r(S D) = U_r Sigma_r V_r^T``,
+                      ``L = S^-1 U_r Sigma_r``, ``R = V_r^T`` (``Sigma_r`` folded
+                      into ``L``; the scale ``S^-1`` too, so nothing extra is stored).
+:func:`qera`          QERA [3]: ``"approx"``: the same with ``S = diag(sqrt(H_ii / m))``;
+                      ``"exact"``: ``S = (H / m)^{1/2}``, which is OLrC with
+                      ``lam = 0`` (Alg. 2 of [1]): it *is* :func:`gilora_theory.olrc`'s
+                      kernel, one implementation.
+:func:`olrc_cutoff`   EoRA's handling of a singular ``H`` [4] (as GPTQModel's
+                      implementation): OLrC with ``lam = 0`` on the eigenvalues of
+                      ``H`` above ``cutoff * lambda_max`` only (a truncated
+                      pseudo-inverse square root; ``cutoff = N eps(float32)``).
+:func:`loftq`         LoftQ [5], data-free: ``Q_t = quant(W - L_{t-1} R_{t-1})``,
+                      ``L_t R_t = T_r(W - Q_t)``, ``t = 1..T``, ``L_0 R_0 = 0``.
+:func:`caldera`       CALDERA-style [6] with this package's GPTQ as the quantizer:
+                      ``Q_k = GPTQ(W - L_{k-1} R_{k-1}; H)``, ``(L_k, R_k)`` the
+                      calibration-aware rank-r fit of ``W - Q_k`` (OLrC under
+                      ``H_lam``, optionally on their own grids), best iterate kept.
+:func:`loraq_fit`     LoRaQ [7]: the branch fitted to ``D`` by Adam through
+                      straight-through estimators of its own quantizers, from the
+                      SVD start, best iterate kept.
+:func:`search_beta`   per-column clipping factor search (BRAID's ``search_beta``
+                      convention): per column, the ``beta`` of a stated candidate
+                      set with the smallest RTN calibration error.
+====================  ==========================================================
 
 Objectives and damping. LQER, QERA and LoftQ are undamped (``lam = 0``),
 as their authors define them; EoRA is undamped with its eigenvalue cutoff;

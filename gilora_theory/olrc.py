@@ -17,7 +17,7 @@ and ``U_A = V U_B``; only ``B`` is decomposed.
 
 After a GPTQ pass on the same ``H_lam`` no factorisation is needed at all: the
 pass's ``Psi`` (``Psi Psi^T = H_lam^{-1}``) and scaled errors ``E = Psi^{-1} (W - Q)``
-give ``M* = Psi T_r(E)`` (:func:`_olrc_psi`), certified a posteriori by
+give ``M* = Psi T_r(E)`` (``_olrc_psi``), certified a posteriori by
 :class:`PsiCertificate` (``compress(..., "gptq+olrc")`` uses it).
 
 References
@@ -338,7 +338,7 @@ def _tail_slack(E: np.ndarray, EV: np.ndarray, value: float, a_1: float) -> floa
 
 @dataclass(frozen=True)
 class PsiCertificate:
-    """A posteriori bounds on an optimum read off GPTQ's ``E`` (:func:`_psi_certificate`).
+    """A posteriori bounds on an optimum read off GPTQ's ``E`` (``_psi_certificate``).
 
     With ``G = H_lam^{1/2} Psi`` (``Psi`` of the pass, processing order),
     ``Phi = G^T G - I = Psi^T H_lam Psi - I``, its polar form ``G = U (I + Phi)^{1/2}``
@@ -353,7 +353,7 @@ class PsiCertificate:
 
     and ``||f(Phi) Y||_F <= ||Phi Y||_F / 2 + ||Phi||_F^2 ||Y||_F / 4`` when
     ``||Phi||_F <= 1/2`` (``|f(x) - x / 2| <= x^2 / 4`` on ``|x| <= 1/2``). Each norm is
-    bounded by Gaussian probes (:func:`_psi_certificate`); only ``Phi``'s action on
+    bounded by Gaussian probes (``_psi_certificate``); only ``Phi``'s action on
     ``E`` enters to first order, which is why the bound is tight (``Phi`` acts on
     rounding noise; ``||Phi||_F`` itself only enters squared).
 
@@ -437,7 +437,7 @@ class CholeskyPsi:
     """``Psi = C^{-T}`` from the Cholesky factor ``C`` of ``H_lam`` (``H_lam = C C^T``).
 
     Upper triangular, with ``Psi Psi^T = (C C^T)^{-1} = H_lam^{-1}``: any such ``Psi``
-    serves :func:`_olrc_psi` and :func:`_psi_certificate`; here ``E = Psi^{-1} D = C^T D``.
+    serves ``_olrc_psi`` and ``_psi_certificate``; here ``E = Psi^{-1} D = C^T D``.
     Products with ``Psi`` are triangular solves (never formed).
     """
 
@@ -457,8 +457,8 @@ def _olrc_cholesky(D: np.ndarray, H: np.ndarray, r: int, lam: float, tol: float 
     """OLrC given ``Q`` in ``(7/3) N^3`` flops (``N = N_out``), certified; None if not certified.
 
     ``H_lam = C C^T`` (Cholesky), ``E = C^T D`` (``D = W - Q``), ``Psi = C^{-T}``
-    (:class:`CholeskyPsi`): the branch is ``Psi T_r(E)`` (:func:`_olrc_psi`), kept when
-    :func:`_psi_certificate` bounds its relative width by ``tol``.
+    (:class:`CholeskyPsi`): the branch is ``Psi T_r(E)`` (``_olrc_psi``), kept when
+    ``_psi_certificate`` bounds its relative width by ``tol``.
     Returns ``(L, R, value, a)`` like :func:`_olrc`.
     """
     try:

@@ -293,7 +293,7 @@ def save_npz(path, *, compressed: bool = True, **arrays) -> None:
 
 
 def code_dtype(bits: int) -> np.dtype:
-    """The smallest unsigned integer dtype holding the codes ``0 .. 2^bits - 1``."""
+    """The smallest unsigned integer dtype holding the codes ``0, ..., 2^bits - 1``."""
     return np.dtype(np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32)
 
 

@@ -544,7 +544,7 @@ class ModelError:
         Bits per weight of all layers together (:func:`gilora_theory.storage.storage`,
         16-bit grid parameters and branch).
     perplexity_before, perplexity_after : float or None
-        Held-out perplexity of a causal LM (:func:`perplexity`) before and after.
+        Held-out perplexity of a causal LM (:func:`perplexity_of`) before and after.
     """
 
     method: str
@@ -693,7 +693,7 @@ def token_batches(tokenizer, *, sequences: int, seq_len: int, part: str = "calib
     without special tokens; its first half feeds ``part="calibration"`` and its
     second half ``part="heldout"``, so the two never overlap. Sequence ``k`` of a
     part is ``prefix + tokens[k s : (k+1) s] + suffix`` with the special tokens
-    the tokenizer adds around a text (:func:`_special_frame`),
+    the tokenizer adds around a text (``_special_frame``),
     ``s = T - len(prefix) - len(suffix)`` and ``T = seq_len``: for BERT-style
     tokenizers (MiniLM) ``[CLS] + chunk + [SEP]``, for GPT-2 the bare chunk.
 
