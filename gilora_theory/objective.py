@@ -213,16 +213,18 @@ def objective_from_damped(W, Q, L, R, H, lam: float, damped: float, damped_error
     ``H``. It cancels when ``lam ||D||^2`` is close to ``E_lam``: with
     ``|E_lam - damped| <= damped_error_bound`` (a certified bound from the pass)
     and the sum ``||D||^2`` exact to ``N N_out eps`` relatively, ``E`` is off by
-    at most ``b = damped_error_bound + N N_out eps lam ||D||^2``. It is used when
+    at most ``b = damped_error_bound + (N + N_out + 3) eps lam ||D||^2`` (``||D||^2`` summed
+    row by row, then over rows: any order of summing ``n`` non-negative terms is within
+    ``(n - 1) eps`` of their sum; 3 roundings per term for ``D``, its square and ``lam``). It is used when
     ``b <= tol E``; otherwise ``E`` comes from the direct product
     (:func:`evaluate_validated`). ``||X W||^2`` (the relative error's reference)
     is one product with ``H`` either way. Validated inputs (as :func:`evaluate_validated`).
     """
     with np.errstate(over="ignore", invalid="ignore"):
         D = residual(W, Q, L, R)
-        shrink = lam * float(np.sum(D * D))
+        shrink = lam * float(np.sum(np.einsum("ij,ij->i", D, D)))
         E = damped - shrink
-        bound = damped_error_bound + D.size * np.finfo(np.float64).eps * shrink
+        bound = damped_error_bound + (sum(D.shape) + 3) * np.finfo(np.float64).eps * shrink
     if not (np.isfinite(E) and E > 0 and bound <= tol * E):
         return evaluate_validated(W, Q, L, R, None, H, lam)
     with np.errstate(over="ignore", invalid="ignore"):

@@ -289,12 +289,17 @@ def _olrc_psi(Psi: np.ndarray, E: np.ndarray, r: int):
     so ``G = H_lam^{1/2} Psi`` is orthogonal and ``tr((D - Psi N)^T H_lam (D - Psi N))
     = ||E - N||_F^2``: the optimal branch is ``M* = Psi T_r(E)`` (Eckart-Young for
     ``E``), ``L_p = Psi E V_r``, ``R = V_r^T``, value ``||E - E V_r V_r^T||_F^2``
-    (the tail ``sum_{i>r} a_i(E)^2``). ``E``'s top-r triplets come from
+    (the tail ``sum_{i>r} a_i(E)^2``; ``||E||_F^2`` for ``r = 0``, with ``a`` empty: no
+    SVD is computed). ``E``'s top-r triplets come from
     :func:`_top_singular` where :func:`_partial_applies` (else a full SVD).
     ``EV = E V_r`` (signs as ``R``); ``slack`` (:func:`_tail_slack`) bounds how far
     ``value`` may exceed the exact tail.
     """
     n = E.shape[0]
+    if r == 0:                   # T_0(E) = 0: the value is ||E||_F^2, no singular values needed
+        EV, Vt = np.zeros((n, 0)), np.zeros((0, E.shape[1]))
+        value = _tail_energy(E, EV, Vt)
+        return np.zeros((n, 0)), Vt, value, np.empty(0), _tail_slack(E, EV, value, 0.0), EV
     top = _top_singular(E, r) if _partial_applies(E.shape, r) else None
     if top is not None:
         EV, a, Vt = top

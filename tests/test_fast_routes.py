@@ -337,6 +337,41 @@ def test_objective_from_the_loss_identity_and_its_fallback():
     assert wrong.error > 1.5 * direct.error          # negative: the identity trusts its input
 
 
+def test_identity_is_kept_at_llm_sizes_where_a_size_times_eps_bound_would_refuse_it(monkeypatch):
+    """The summation bound of ``lam ||D||^2`` is ``(N + N_out + 3) eps``, not ``N N_out eps``.
+
+    At 2048 x 2048 with ``lam ||D||^2`` half of ``E``, ``N N_out eps`` (4.7e-10 of ``E``) is
+    above the 1e-10 tolerance and threw the identity away at every LLM-sized layer; the row
+    by row bound (4.5e-13) keeps it. ``E`` still agrees with the direct product.
+    """
+    import gilora_theory.objective as objective_module
+    from gilora_theory.objective import evaluate_validated, objective_from_damped
+    rng = np.random.default_rng(3)
+    N = 2048
+    W = rng.standard_normal((N, N))
+    Q = W + 1e-2 * rng.standard_normal((N, N))
+    H = np.diag(rng.uniform(0.5, 1.5, N))
+    D = W - Q
+    direct = evaluate_validated(W, Q, None, None, None, H, 0.0)
+    lam = 0.5 * direct.error / float(np.sum(D * D))
+    damped = direct.error + lam * float(np.sum(D * D))
+    monkeypatch.setattr(objective_module, "evaluate_validated", lambda *a: pytest.fail(
+        "the identity fell back to the direct product"))
+    ident = objective_from_damped(W, Q, None, None, H, lam, damped, 0.0)
+    assert ident.error == pytest.approx(direct.error, rel=1e-12)
+
+
+def test_psi_route_at_rank_zero_computes_no_svd(monkeypatch):
+    """GPTQ's value ``||E||_F^2`` (r = 0) needs no singular values: none are computed."""
+    from gilora_theory.olrc import _olrc_psi
+    E = np.random.default_rng(4).standard_normal((60, 40))
+    monkeypatch.setattr(scipy.linalg, "svd", lambda *a, **k: pytest.fail("an SVD at r = 0"))
+    L, R, value, a, slack, EV = _olrc_psi(np.eye(60), E, 0)
+    assert L.shape == (60, 0) and R.shape == (0, 40) and a.size == 0
+    assert value == pytest.approx(float(np.sum(E * E)), rel=64 * EPS)
+    assert 0 <= slack <= 1e-12 * value
+
+
 def test_olrc_given_q_takes_the_certified_cholesky_route(layer512, monkeypatch):
     """OLrC given Q, no spectrum (issue 15, target 3): Psi = C^{-T}, E = C^T D; and its fallback."""
     olrc_module = sys.modules["gilora_theory.olrc"]
