@@ -11,6 +11,8 @@ import numpy as np
 import scipy.linalg
 import scipy.linalg.lapack
 
+from . import _memo
+
 __all__ = [
     "NumericalError", "as_matrix", "check_bits", "check_beta", "check_int",
     "check_damp", "check_hessian", "check_rank", "check_same_rows", "check_finite_output",
@@ -182,7 +184,13 @@ def _symmetric_part(H: np.ndarray, rows: int = 256) -> np.ndarray:
 
 
 def _is_psd(H: np.ndarray, tol: float) -> bool:
-    """Cheap sufficient test: Cholesky of ``H + tol I`` succeeds.
+    """Cheap sufficient test: Cholesky of ``H + tol I`` succeeds (kept per bytes of ``H``,
+    :mod:`gilora_theory._memo`: one ``H`` validated by several public calls is factored once)."""
+    return _memo.memo("psd", H, _cholesky_succeeds, tol)
+
+
+def _cholesky_succeeds(H: np.ndarray, tol: float) -> bool:
+    """Cholesky of ``H + tol I`` succeeds.
 
     ``H`` is exactly symmetric here, so its copy in its own memory order read
     the other way (``A.T = A``) is the Fortran array LAPACK factors in place.

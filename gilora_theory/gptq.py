@@ -24,7 +24,7 @@ import scipy.linalg
 from . import _validation as _v
 from ._lazy_batch import lazy_batch_sweep
 from .grid import Grid, check_grid
-from .objective import _lam_is_safe, resolve_lam
+from .objective import _lam_is_safe, eigvalsh_kept, resolve_lam
 
 __all__ = ["GPTQResult", "gptq", "gptq_loop", "psi_factor", "dead_channel_convention", "ROUTES"]
 
@@ -253,7 +253,7 @@ def _psi_cholesky(A: np.ndarray, *, lam_is_safe: bool = False) -> np.ndarray:
     """
     n = A.shape[0]
     if not lam_is_safe:
-        e = scipy.linalg.eigvalsh(A[::-1, ::-1], check_finite=False)
+        e = eigvalsh_kept(A[::-1, ::-1])        # H_lam's spectrum (kept per bytes)
         if e[0] <= _rounding_level(n, float(e[-1])):
             raise _v.NumericalError(
                 f"H_lam is numerically singular: smallest eigenvalue {e[0]:.3g} <= n eps max(e) = "

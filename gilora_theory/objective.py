@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+from . import _memo
 from . import _validation as _v
 
 __all__ = ["hessian", "damping", "residual", "layer_error", "Objective", "evaluate",
@@ -283,5 +284,21 @@ def hessian_spectrum(H) -> HessianSpectrum:
     """
 
     H = _v.check_hessian(H)
-    e, V = scipy.linalg.eigh(H, check_finite=False)
-    return HessianSpectrum(e, V)
+    e, V = _memo.memo("eigh", H, _eigh)
+    return HessianSpectrum(e.copy(), V.copy())
+
+
+def eigvalsh_kept(H: np.ndarray) -> np.ndarray:
+    """``scipy.linalg.eigvalsh(H)`` (ascending, read-only), kept per bytes of ``H``
+    (:mod:`gilora_theory._memo`): the bound chains of one layer need them once."""
+    return _memo.memo("eigvalsh", H, _eigvalsh)
+
+
+def _eigvalsh(H: np.ndarray) -> np.ndarray:
+    return scipy.linalg.eigvalsh(H, check_finite=False)
+
+
+def _eigh(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.linalg.eigh(H)``, kept per bytes of ``H`` by :func:`hessian_spectrum`
+    (:mod:`gilora_theory._memo`): the methods of one comparison decompose one ``H`` once."""
+    return scipy.linalg.eigh(H, check_finite=False)

@@ -91,7 +91,7 @@ from .gilora import DAMP_FROM, GILoRAResult, augmented_hessian, gilora
 from .gptq import GPTQResult, gptq
 from .grid import Grid, check_grid, fit_grid
 from .lower_bounds import lower_bound
-from .objective import resolve_lam
+from .objective import eigvalsh_kept, resolve_lam
 
 __all__ = ["ChainLink", "BoundChain", "bound_chain", "LayerBounds", "layer_bounds",
            "FactorisedBound", "factorised_bound", "ClippingSweep", "clipping_sweep",
@@ -290,7 +290,7 @@ def _chain(method, W, H, grid, run, L, R, lam_c) -> BoundChain:
     damped = E + lam * (float(np.sum(WQ * WQ)) + float(np.sum(R * R)))
     schur_sum = float(np.sum(C_rows[run.perm] / run.psi_diag ** 2))
     S_diag, t_diag, pinv_diag, sigma = _schur_and_closed(H, L, lam)
-    e = np.clip(scipy.linalg.eigvalsh(H, check_finite=False)[::-1], 0.0, None)
+    e = np.clip(eigvalsh_kept(H)[::-1], 0.0, None)
     C = float(np.max(C_rows))
     M = augmented_hessian(H, L)
     M[np.diag_indices_from(M)] += lam
@@ -507,7 +507,7 @@ def factorised_bound(W, H, bits: int, *, beta: float = 1.0, damp: float = 0.01,
     with np.errstate(over="ignore"):
         g = beta ** 2 * float(np.sum(rho ** 2)) / (4 * (2 ** b - 1) ** 2)
     _v.check_finite_output("the factorised bound", "Rescale W (g(b) scales with W^2).", g=g)
-    s2 = np.clip(scipy.linalg.eigvalsh(H, check_finite=False)[::-1], 0.0, None)
+    s2 = np.clip(eigvalsh_kept(H)[::-1], 0.0, None)
     top = np.concatenate([[0.0], np.cumsum(s2)])[: r_max + 1]
     trH = float(np.sum(s2))
     tail = np.clip(trH - top, 0.0, None)
