@@ -38,7 +38,7 @@ import pandas as pd
 from gilora_theory.experiments import equal_storage as es
 from gilora_theory.experiments import paper
 
-SEED = 20260601
+SEED = es.C15_SEED
 COLUMNS = ["source", "layer", "budget", "method", "bits", "rank", "branch", "effective_bits",
            "relative_error", "runner_up", "margin", "best_gptq"]
 

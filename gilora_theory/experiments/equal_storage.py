@@ -65,7 +65,7 @@ from ..storage import storage, storage_of
 from ..upper_bounds import bound_chain
 
 __all__ = ["TABLE_METHODS", "LITERATURE_METHODS", "storage_table", "storage_winners",
-           "storage_invariants", "l_order_comparison", "C15_BUDGETS", "C15_KINDS", "C15Study",
+           "storage_invariants", "l_order_comparison", "C15_BUDGETS", "C15_KINDS", "C15_SEED", "C15Study",
            "c15_compute", "c15_summary", "c15_line", "c15_write"]
 
 LITERATURE_METHODS = ("rtn+lqer", "gptq+lqer", "rtn+qera-approx", "rtn+qera-exact", "gptq+eora",
@@ -388,6 +388,9 @@ def l_order_comparison(layers, *, bits: int = 3, rank: int = 32, l_bits=(2, 4),
 C15_BUDGETS = (2.25, 2.5, 2.75, 3.0, 3.25, 3.5, 4.0, 4.5, 5.0, 6.0)
 """Storage budgets (bits per weight) of the C15 winners table."""
 C15_KINDS = ("power_law", "outliers", "low_rank_noise", "isotropic")
+
+C15_SEED = 20260601
+"""Seed of the synthetic layers of the committed C15 study (``paper_checks/c15_equal_storage.py``)."""
 """Synthetic gallery kinds of the C15 study (the first two in quick mode)."""
 
 
