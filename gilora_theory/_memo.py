@@ -34,14 +34,14 @@ _lock = threading.Lock()
 
 
 def digest(A: np.ndarray) -> tuple:
-    """``(shape, dtype, memory order, SHA-1 of the bytes)`` of ``A`` (no copy when contiguous)."""
+    """``(shape, dtype, memory order, SHA-256 of the bytes)`` of ``A`` (no copy when contiguous)."""
     if A.flags.c_contiguous:
         order, view = "C", A
     elif A.flags.f_contiguous:
         order, view = "F", A.T
     else:
         order, view = "C", np.ascontiguousarray(A)
-    h = hashlib.sha1(memoryview(view).cast("B"), usedforsecurity=False).hexdigest()
+    h = hashlib.sha256(memoryview(view).cast("B")).hexdigest()
     return A.shape, A.dtype.str, order, h
 
 

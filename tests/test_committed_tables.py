@@ -122,3 +122,99 @@ def test_a_drifted_row_is_caught():
     assert [m for m in _mismatches(run, row, old) if ": error " in m]
     old["data_hash"] = "0" * 16
     assert [m for m in _mismatches(run, row, old) if "data_hash" in m]
+
+
+# ---------------------------------------------------------------------------------------
+# The equal-storage study (C15): figures/tables/equal_storage.csv
+# ---------------------------------------------------------------------------------------
+
+ES_TABLE = TABLES / "equal_storage.csv"
+ES_EXACT = ("N", "N_out", "effective_bits", "total_bits", "branch_storage_bits", "clipped")
+ES_CLOSE = ("error", "damped_error", "relative_error")
+ES_KEY = ["source", "layer", "method", "bits", "rank", "branch"]
+
+
+def _es_samples():
+    """Two cells of the study, every method in each: a synthetic layer (power law, seed of the
+    study) at 3 bits, rank 4, and the first bundled real layer at 2 bits, rank 8."""
+    from gilora_theory.data import layers as data
+    from gilora_theory.experiments import equal_storage as es
+    syn = data.synthetic_layers(es.C15_KINDS, m=256, N=128, N_out=96, rng=es.C15_SEED)[0]
+    real = data.bundled_layers(data.bundled_names()[:1])[0]
+    return [("synthetic", syn, 3, 4, (None, 4)), ("real", real, 2, 8, (None, 8))]
+
+
+def _es_recompute(source, layer, bits, rank, branch_bits) -> pd.DataFrame:
+    from gilora_theory.experiments import equal_storage as es
+    return es.storage_table([layer], bits=(bits,), ranks=(rank,), branch_bits=branch_bits,
+                            plain_bits=(bits,), source=source)
+
+
+def _es_tolerance(layer) -> float:
+    e = np.linalg.eigvalsh(layer.H)
+    lam = 0.01 * float(np.mean(np.diag(layer.H)))
+    return 64 * layer.W.shape[0] * EPS * (e[-1] + lam) / (max(e[0], 0.0) + lam)
+
+
+def _es_mismatches(new: pd.DataFrame, committed: pd.DataFrame, tol: float) -> list:
+    """Rows of ``new`` missing from ``committed`` or differing beyond ``tol`` (relative)."""
+    old = committed.set_index(ES_KEY)
+    bad = []
+    for _, row in new.iterrows():
+        key = tuple(row[k] for k in ES_KEY)
+        if key not in old.index:
+            bad.append(f"{key}: not in the committed table")
+            continue
+        ref = old.loc[[key]]
+        if len(ref) != 1:
+            bad.append(f"{key}: {len(ref)} committed rows")
+            continue
+        ref = ref.iloc[0]
+        for col in ES_EXACT:
+            a, b = row[col], ref[col]
+            if not (pd.isna(a) and pd.isna(b)) and float(a) != float(b):
+                bad.append(f"{key}: {col} {b!r} -> {a!r}")
+        for col in ES_CLOSE:
+            a, b = float(row[col]), float(ref[col])
+            if abs(a - b) > tol * max(abs(a), abs(b)):
+                bad.append(f"{key}: {col} {b!r} -> {a!r} (rel. tol {tol:.2g})")
+    return bad
+
+
+@pytest.fixture(scope="module")
+def es_recomputed():
+    committed = pd.read_csv(ES_TABLE)
+    out = []
+    for source, layer, bits, rank, bb in _es_samples():
+        from gilora_theory.gilora import relative_gap
+        theta = np.linalg.eigvalsh(layer.H)[::-1]
+        assert relative_gap(theta, rank, layer.H.shape[0])[1], f"{layer.name}: gap not resolvable"
+        out.append((_es_recompute(source, layer, bits, rank, bb), _es_tolerance(layer)))
+    return committed, out
+
+
+def test_committed_equal_storage_rows_regenerate(es_recomputed):
+    """Every method's rows of two cells of figures/tables/equal_storage.csv, recomputed."""
+    from gilora_theory.experiments.equal_storage import TABLE_METHODS
+    committed, samples = es_recomputed
+    bad = []
+    for new, tol in samples:
+        assert set(new.method) == set(TABLE_METHODS)       # every method of the study sampled
+        bad += _es_mismatches(new, committed, tol)
+    assert bad == [], ("figures/tables/equal_storage.csv does not regenerate from the code "
+                       "(python paper_checks/c15_equal_storage.py):\n" + "\n".join(bad))
+
+
+def test_a_drifted_equal_storage_row_is_caught(es_recomputed):
+    """An error off by 10x the tolerance, another bit count, or a missing row is reported."""
+    committed, samples = es_recomputed
+    new, tol = samples[0]
+    assert _es_mismatches(new, committed, tol) == []
+    row = new.iloc[3]
+    where = np.flatnonzero(np.all([committed[k] == row[k] for k in ES_KEY], axis=0))[0]
+    drifted = committed.copy()
+    drifted.loc[where, "error"] *= 1 + 10 * tol
+    drifted.loc[where, "effective_bits"] += 0.125
+    found = _es_mismatches(new, drifted, tol)
+    assert any(": error " in m for m in found) and any("effective_bits" in m for m in found)
+    assert any("not in the committed" in m for m in _es_mismatches(new, committed.drop(where), tol))
