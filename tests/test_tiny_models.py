@@ -149,6 +149,11 @@ def test_write_back_round_trip_merged_and_branch(arch, folders):
     assert ref.hidden_relative_error == 0.0 and ref.neighbour_overlap == 1.0
     merged = ta.output_shift(model, ta.reconstructed(model, parts), batches)
     branch = ta.output_shift(model, ta.reconstructed(model, parts, branch=True), batches)
+    kept = ta.hidden_states(model, batches)       # one reference for many candidates (C16)
+    assert ta.output_shift(model, ta.reconstructed(model, parts), batches,
+                           reference_hidden=kept) == merged
+    with pytest.raises(ValueError, match="reference_hidden"):
+        ta.output_shift(model, model, batches, reference_hidden=kept[:-1] + kept + kept)
     for s in (merged, branch):
         assert s.hidden_relative_error < 1e-8 and s.embedding_cosine > 1 - 1e-6
     broken = {n: (Q, L, -R) for n, (Q, L, R) in parts.items()}  # negative case: a wrong branch shows
@@ -245,7 +250,7 @@ def test_c16_model_metrics_path_on_a_tiny_bert(folders):
     calib = ta.model_batches(loaded, sequences=4, seq_len=12, text=_TEXT)
     held = ta.model_batches(loaded, sequences=12, seq_len=12, part="heldout", text=_TEXT)
     layers = ta.layers_from_capture(loaded.model, ta.capture(loaded.model, calib))
-    live = (ta, loaded.model, held)
+    live = (ta, loaded.model, held, ta.hidden_states(loaded.model, held))
     fine = paper._c16_model_metrics(live, layers, [(16, 0)] * len(layers), {})
     coarse = paper._c16_model_metrics(live, layers, [(2, 0)] * len(layers), {})
     assert fine["hidden_relative_error"] < 1e-6 < coarse["hidden_relative_error"]

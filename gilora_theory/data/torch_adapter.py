@@ -65,7 +65,7 @@ from ..storage import storage
 
 __all__ = [
     "linear_layers", "weight_matrix", "Capture", "capture", "layers_from_capture",
-    "LowRankBranch", "reconstructed", "OutputShift", "output_shift", "LayerError",
+    "LowRankBranch", "reconstructed", "OutputShift", "output_shift", "hidden_states", "LayerError",
     "ModelError", "model_error", "import_hessian", "load_minilm", "token_batches",
     "extract", "versions", "MANIFEST", "MODELS", "extract_model", "evaluate_model", "rebuild_bundle",
     "input_rows", "image_batches", "LoadedModel", "load_model", "read_text", "model_batches",
@@ -473,19 +473,42 @@ def _mean_pool(Y: torch.Tensor, batch) -> torch.Tensor:
     return (Y * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
-def output_shift(reference: torch.nn.Module, candidate: torch.nn.Module, batches) -> OutputShift:
+def hidden_states(model: torch.nn.Module, batches) -> list:
+    """Final hidden states of ``model`` on ``batches`` in float64, one (B, T, d) tensor per batch.
+
+    What :func:`output_shift` computes of its ``reference``; pass it as
+    ``reference_hidden`` when one reference is compared with many candidates.
+    """
+    batches = _hidden_batches(model, batches)
+    return [_hidden(o).to(torch.float64) for o in _run_batches(model, batches)]
+
+
+def _hidden_batches(model, batches) -> list:
+    """``batches`` as a list; a transformers causal LM (outputs are logits) is asked for its
+    hidden states too."""
+    batches = list(batches)
+    if type(model).__name__.endswith(_CAUSAL_SUFFIXES):
+        batches = [dict(b, output_hidden_states=True) if isinstance(b, dict) else b for b in batches]
+    return batches
+
+
+def output_shift(reference: torch.nn.Module, candidate: torch.nn.Module, batches, *,
+                 reference_hidden: list | None = None) -> OutputShift:
     """Compare final hidden states and mean-pooled embeddings of two models on ``batches``.
 
     Batches are dicts of model keyword arguments (or tensors); outputs must have a
     ``last_hidden_state`` (B, T, d) or be such a tensor / a tuple starting with one;
     a transformers causal LM is run with ``output_hidden_states=True`` and its
-    last hidden state is compared.
+    last hidden state is compared. ``reference_hidden``: :func:`hidden_states` of
+    ``reference`` on the same ``batches``, computed once for many candidates
+    (default: computed here).
     Metrics are accumulated in float64; see :class:`OutputShift`.
     """
-    batches = list(batches)
-    if type(reference).__name__.endswith(_CAUSAL_SUFFIXES):  # its outputs are logits
-        batches = [dict(b, output_hidden_states=True) if isinstance(b, dict) else b for b in batches]
-    Y = [_hidden(o).to(torch.float64) for o in _run_batches(reference, batches)]
+    batches = _hidden_batches(reference, batches)
+    Y = hidden_states(reference, batches) if reference_hidden is None else reference_hidden
+    if len(Y) != len(batches):
+        raise ValueError(f"reference_hidden must hold one tensor per batch ({len(batches)}); "
+                         f"got {len(Y)}")
     Yc = [_hidden(o).to(torch.float64) for o in _run_batches(candidate, batches)]
     E = torch.cat([_mean_pool(y, b) for y, b in zip(Y, batches)])
     Ec = torch.cat([_mean_pool(y, b) for y, b in zip(Yc, batches)])

@@ -951,8 +951,8 @@ def _c16_layers(data: PaperData) -> tuple:
 
     With live MiniLM layers in ``data``: every linear layer of the model (full)
     or those of its last block (quick), captured on 64 / 16 calibration
-    sequences, plus (model, held-out batches). Otherwise the real layers of
-    ``data`` (the gallery if none) and no model.
+    sequences, plus (model, held-out batches, the model's hidden states on them).
+    Otherwise the real layers of ``data`` (the gallery if none) and no model.
     """
     if not any(n.startswith("minilm-live/") for n in data.real):
         return data.select(real=True) or data.layers, None
@@ -961,14 +961,15 @@ def _c16_layers(data: PaperData) -> tuple:
     names = [n for n in ta.linear_layers(model) if not data.quick or n.startswith(_C16_LIVE)]
     calib = ta.token_batches(tokenizer, sequences=16 if data.quick else 64, seq_len=128)
     held = ta.token_batches(tokenizer, sequences=32, seq_len=128, part="heldout")
-    return tuple(ta.layers_from_capture(model, ta.capture(model, calib, names=names))), (ta, model, held)
+    layers = tuple(ta.layers_from_capture(model, ta.capture(model, calib, names=names)))
+    return layers, (ta, model, held, ta.hidden_states(model, held))   # the reference's, once
 
 
 def _c16_model_metrics(live, layers, choice, memo) -> dict:
     """Held-out output shift of MiniLM with ``layers`` compressed by GILoRA at ``choice``."""
     if live is None:
         return {}
-    ta, model, held = live
+    ta, model, held, reference = live
     parts = {}
     for lay, (b, r) in zip(layers, choice):
         if (lay.name, b, r) not in memo:  # merged Q + L R in the model's float32
@@ -976,7 +977,7 @@ def _c16_model_metrics(live, layers, choice, memo) -> dict:
             memo[lay.name, b, r] = (c.Q + c.L @ c.R).astype(np.float32)
         M = memo[lay.name, b, r]
         parts[lay.name] = (M, np.zeros((M.shape[0], 0)), np.zeros((0, M.shape[1])))
-    s = ta.output_shift(model, ta.reconstructed(model, parts), held)
+    s = ta.output_shift(model, ta.reconstructed(model, parts), held, reference_hidden=reference)
     return {"hidden_relative_error": s.hidden_relative_error, "embedding_cosine": s.embedding_cosine,
             "neighbour_overlap": s.neighbour_overlap}
 
