@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+from . import _memo
 from . import _validation as _v
 from ._krylov import top_eigenpairs
 from .grid import Grid, fit_grid
@@ -202,16 +203,22 @@ def _eigen_subspace(H: np.ndarray, r: int) -> EigenSubspace:
     N = H.shape[0]
     if r == 0:
         return EigenSubspace(np.zeros((N, 0)), np.zeros(0), None, 0.0, True, "dense")
-    found = None
-    if N >= 1024 and 64 * r <= N:
-        found = _krylov_subspace(H, r)
-    if found is None:
-        found = _dense_subspace(H, r)
-    theta, V, bound, route = found
+    theta, V, bound, route = _memo.memo("subspace", H, _top_pairs, r)   # kept per bytes of H
+    theta = theta.copy()
     idx = np.argmax(np.abs(V), axis=0)
     V = V * np.sign(V[idx, np.arange(r)])
     g_r, resolvable = relative_gap(theta, r, N)
     return EigenSubspace(V, theta, g_r, float(bound), resolvable, route)
+
+
+def _top_pairs(H: np.ndarray, r: int) -> tuple:
+    """``(theta, V, bound, route)``: certified block Krylov for ``N >= 1024``, ``64 r <= N``,
+    else (or uncertified) the dense solver."""
+    N = H.shape[0]
+    found = None
+    if N >= 1024 and 64 * r <= N:
+        found = _krylov_subspace(H, r)
+    return _dense_subspace(H, r) if found is None else found
 
 
 def _dense_bound(theta: np.ndarray, r: int, N: int) -> float:

@@ -86,6 +86,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+from . import _memo
 from . import _validation as _v
 from .gilora import DAMP_FROM, GILoRAResult, augmented_hessian, gilora
 from .gptq import GPTQResult, gptq
@@ -422,11 +423,16 @@ def layer_bounds(W, H, bits: int, rank: int, *, damp: float = 0.01, beta: float 
     gl = gilora(W, H, grid, rank, L=L, damp=damp, damp_from=damp_from, dead_channels=False)
     N, N_out = W.shape
     r = gl.L.shape[1]
-    s_min = float(np.sqrt(max(scipy.linalg.eigvalsh(H, subset_by_index=[0, 0])[0], 0.0)))
+    s_min = float(np.sqrt(max(_memo.memo("smallest", H, _smallest_eigenvalue), 0.0)))
     scale = float(np.sum(W * W))
     rho = _v.check_float("rho", rho, low=0.0, low_open=True)
     lb = scale * lower_bound(s_min, grid.bits, r, N, N_out, rho) if scale > 0 else 0.0
     return LayerBounds(lam, bound_chain(W, H, grid, g), bound_chain(W, H, grid, gl), lb, s_min, grid)
+
+
+def _smallest_eigenvalue(H: np.ndarray) -> float:
+    """``lambda_min(H)`` by ``?syevr`` (kept per bytes of ``H``: one per layer, not per bit-width)."""
+    return float(scipy.linalg.eigvalsh(H, subset_by_index=[0, 0])[0])
 
 
 @dataclass(frozen=True)
