@@ -27,6 +27,7 @@ def test_smoke_run_writes_table_figure_and_results(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "flop rate" in out and "row-by-row" in out and "targets met:" in out
     assert "gptq+olrc" in out and "randomized-SVD" in out and "exceeds the exact optimum" in out
+    assert "gilora-theory run --method gptq (new process)" in out
     res = json.loads((tmp_path / "bench_results.json").read_text())
     names = [t["name"] for t in res["targets"]]
     assert any("peak RSS" in n for n in names) and any("exact r=1" in n for n in names)
