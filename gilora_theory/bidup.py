@@ -33,7 +33,7 @@ import scipy.sparse
 from . import _validation as _v
 from ._lazy_batch import lazy_batch_sweep
 from .grid import Grid, check_grid
-from .objective import HessianSpectrum, _trace_quad, hessian_spectrum, resolve_lam
+from .objective import HessianSpectrum, _trace_quad, damped, hessian_spectrum, resolve_lam
 from .olrc import _gram_route, _olrc, _olrc_full
 
 __all__ = ["BidUpResult", "bid_up", "RefineResult", "refine", "refine_loop"]
@@ -65,7 +65,7 @@ def refine_loop(W, H, grid: Grid, Q0, rank: int, *, L0=None, R0=None, rounds: in
     RefineResult
     """
     W, Q, H, r, rounds, lam = _check_refine(W, H, grid, Q0, rank, rounds, damp, lam)
-    G = H + lam * np.eye(H.shape[0])                               # H_lam
+    G = damped(H, lam)                               # H_lam
     spec = hessian_spectrum(H)
 
     def F(Q, L, R):                                                # F(Q, L R) of [1]
@@ -196,7 +196,7 @@ def bid_up(target, Q0, H, grid: Grid, *, damp: float = 0.01, lam: float | None =
     sweeps = _v.check_int("sweeps", sweeps, low=0)
     blocksize = _v.check_int("blocksize", blocksize, low=1)
     lam = resolve_lam(H, damp, lam) if use_damping else 0.0
-    G = H + lam * np.eye(H.shape[0])
+    G = damped(H, lam)
     with np.errstate(over="ignore", invalid="ignore"):
         trace = _bid_up(T, Q, G, grid, sweeps, blocksize)[0]
     _v.check_finite_output("Bid-Up", "Rescale target and Q0, or H.", Q=Q, trace=trace)
@@ -358,10 +358,12 @@ def _check_refine(W, H, grid, Q0, rank, rounds, damp, lam):
 def _refine_cached(W, Q, H, grid, r, M0, rounds, lam, sweeps, blocksize, spec,
                    stop_rtol=None) -> RefineResult:
     """The fast path of :func:`refine` (``Q`` updated in place; inputs validated)."""
-    G = H + lam * np.eye(H.shape[0])
-    trace, steps = [_trace_quad(G, W - Q - M0)], ["start"]
-    GD = G @ (W - Q)                      # H_lam (W - Q), carried from round to round
-    K = (W - Q).T @ GD if _gram_route(W.shape, r, lam, spec=spec, H=H) else None
+    G = damped(H, lam)
+    D = W - Q
+    trace, steps = [_trace_quad(G, D - M0)], ["start"]
+    GD = G @ D                            # H_lam (W - Q), carried from round to round
+    K = D.T @ GD if _gram_route(W.shape, r, lam, spec=spec, H=H) else None
+    del D
     if K is None and spec is None:
         spec = hessian_spectrum(H)        # OLrC of B every round: computed once
     R = None

@@ -80,6 +80,14 @@ def resolve_lam(H: np.ndarray, damp: float, lam: float | None) -> float:
     return lam
 
 
+def damped(H: np.ndarray, lam: float) -> np.ndarray:
+    """``H_lam = H + lam I`` in one new array (``H + lam * np.eye(N)`` holds three ``N x N``
+    arrays at once: 1.5 GB more at N = 8192). The same values (``H_ij + 0`` off the diagonal)."""
+    G = np.array(H, dtype=np.float64, order="C")
+    G.flat[::G.shape[0] + 1] += lam
+    return G
+
+
 def residual(W: np.ndarray, Q: np.ndarray, L=None, R=None) -> np.ndarray:
     """``D = W - Q - L R`` (``L R`` omitted when either factor is None or rank 0)."""
     D = W - Q

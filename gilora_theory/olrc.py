@@ -35,7 +35,7 @@ import scipy.linalg
 
 from . import _validation as _v
 from ._krylov import top_eigenpairs_explicit
-from .objective import HessianSpectrum, _lam_is_safe, hessian_spectrum, resolve_lam
+from .objective import HessianSpectrum, _lam_is_safe, damped, hessian_spectrum, resolve_lam
 
 __all__ = ["OLrCResult", "olrc", "range_tolerance", "SVD_ROUTES", "PsiCertificate"]
 
@@ -467,7 +467,8 @@ def _olrc_cholesky(D: np.ndarray, H: np.ndarray, r: int, lam: float, tol: float 
     Returns ``(L, R, value, a)`` like :func:`_olrc`.
     """
     try:
-        C = scipy.linalg.cholesky(H + lam * np.eye(H.shape[0]), lower=True, check_finite=False)
+        C = scipy.linalg.cholesky(damped(H, lam), lower=True, overwrite_a=True,
+                                  check_finite=False)
     except np.linalg.LinAlgError:
         return None
     E = scipy.linalg.blas.dtrmm(1.0, C, D, lower=1, trans_a=1)          # C^T D
