@@ -102,6 +102,48 @@ def test_rank_zero_enumerate_matrix_route_agrees():
     assert v == pytest.approx(exact_optimum(W, H, grid=grid).value, abs=_tol(H, W, 4))
 
 
+def _svd_every_candidate(Rm, W, lv, r):
+    """The unscreened search: the SVD of every candidate's ``Rm (W - Q)``."""
+    from gilora_theory.exact import _digits
+    N, N_out, K = lv.shape
+    n = N * N_out
+    ids = np.arange(K ** n, dtype=np.int64)
+    Qs = lv.reshape(n, K)[np.arange(n), _digits(ids, K, n)].reshape(-1, N, N_out)
+    val = np.sum(np.linalg.svd(Rm @ (W - Qs), compute_uv=False)[:, r:] ** 2, axis=1)
+    k = int(np.argmin(val))
+    return Qs[k], float(val[k])
+
+
+# tall (Gram W^T W side), wide (W W^T side), the 2 x 2 closed form and eigvalsh, singular H
+SCREEN_CASES = [(4, 2, 1, 2, False), (4, 3, 1, 1, False), (4, 3, 2, 1, False),
+                (2, 5, 1, 1, False), (3, 3, 1, 1, True), (3, 2, 0, 2, False)]
+
+
+@pytest.mark.parametrize("N,Nn,r,bits,singular", SCREEN_CASES)
+def test_screened_enumeration_is_the_svd_search(N, Nn, r, bits, singular):
+    """The Gram screen in front of the SVD changes nothing: the same Q, the same bits."""
+    from gilora_theory.exact import _alphabet, _enumerate_matrix, _root
+    rng = np.random.default_rng(100 * N + 10 * Nn + r)
+    X = rng.standard_normal((N - 1 if singular else 2 * N, N))
+    H, W = X.T @ X, rng.standard_normal((N, Nn))
+    lv, Rm = _alphabet(fit_grid(W, bits), None, N, Nn), _root(H)
+    Q, v = _enumerate_matrix(Rm, W, lv, r, 97)             # batches of 97: many batches
+    Q_ref, v_ref = _svd_every_candidate(Rm, W, lv, r)
+    np.testing.assert_array_equal(Q, Q_ref)
+    assert v == v_ref
+
+
+def test_screened_enumeration_check_sees_a_broken_screen(monkeypatch):
+    """The test above can fail: a screen with the largest eigenvalue instead of the
+    tail (and no margin) leads the search to a worse Q."""
+    import gilora_theory.exact as exact_mod
+    monkeypatch.setattr(exact_mod, "_tail_gram",
+                        lambda M, r: np.linalg.svd(M, compute_uv=False)[:, 0] ** 2)
+    monkeypatch.setattr(exact_mod, "_screen_margin", lambda M: 0.0)
+    with pytest.raises(AssertionError):
+        test_screened_enumeration_is_the_svd_search(*SCREEN_CASES[0])
+
+
 # --------------------------------------------------- optimality against competitors
 
 @pytest.mark.parametrize("rank,N,Nn,bits", [(0, 6, 3, 2), (0, 8, 4, 3), (1, 3, 3, 1), (1, 4, 2, 1),
