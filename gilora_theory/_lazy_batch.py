@@ -33,7 +33,7 @@ LEAF = 8
 
 
 def lazy_batch_sweep(Y: np.ndarray, M: np.ndarray, Z: np.ndarray, n: int, blocksize: int,
-                     step: Callable[[int], None]) -> None:
+                     step: Callable[[int], None], *, window: bool = False) -> None:
     """Run ``Y_s -= sum_{t<s} M_st Z_t`` with ``Z_t = step(t)`` for ``t < n``, in place.
 
     Parameters
@@ -53,7 +53,12 @@ def lazy_batch_sweep(Y: np.ndarray, M: np.ndarray, Z: np.ndarray, n: int, blocks
         Rows per lazy batch; results agree for every block size (to rounding).
     step : callable
         ``step(t)``, called for ``t = 0..n-1`` in order once ``Y_t`` has every
-        update from rows ``< t``; it must write ``Z[t]``.
+        update from rows ``< t``; it must write ``Z[t]`` (``Z[t % blocksize]``
+        with ``window``).
+    window : bool, default False
+        ``Z`` holds only the current batch: ``blocksize`` rows, row ``t`` at
+        ``t % blocksize`` (a row of ``Z`` is read only while its batch runs), so
+        a caller that keeps no ``Z`` saves an ``n x k`` array. Same arithmetic.
 
     Notes
     -----
@@ -63,22 +68,30 @@ def lazy_batch_sweep(Y: np.ndarray, M: np.ndarray, Z: np.ndarray, n: int, blocks
     pull their in-leaf updates row by row. Rows below a batch receive its
     updates by one matrix product.
     """
+    o = 0                     # row t of Z is Z[t - o]: o = 0, or the batch's first row
+
     def process(a, b):
         if b - a > LEAF:
             m = a + _split(b - a)
             process(a, m)
-            _sub_matmul(Y[m:b], M[m:b, a:m], Z[a:m])
+            _sub_matmul(Y[m:b], M[m:b, a:m], Z[a - o:m - o])
             process(m, b)
             return
         for t in range(a, b):
             if t > a:
-                Y[t] -= M[t, a:t] @ Z[a:t]
+                Y[t] -= M[t, a:t] @ Z[a - o:t - o]
             step(t)
 
-    for i1 in range(0, n, blocksize):
-        i2 = min(i1 + blocksize, n)
-        process(i1, i2)
-        _sub_matmul(Y[i2:], M[i2:, i1:i2], Z[i1:i2])
+    try:
+        for i1 in range(0, n, blocksize):
+            i2 = min(i1 + blocksize, n)
+            o = i1 if window else 0
+            process(i1, i2)
+            _sub_matmul(Y[i2:], M[i2:, i1:i2], Z[i1 - o:i2 - o])
+    finally:
+        # ``process`` refers to itself (recursion), a reference cycle that would keep
+        # Y, M and Z alive until the garbage collector runs: GBs at LLM sizes.
+        process = None
 
 
 def _split(n: int) -> int:

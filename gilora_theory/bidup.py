@@ -137,12 +137,12 @@ def _sweep(T: np.ndarray, Q: np.ndarray, G: np.ndarray, Gr: np.ndarray, grid: Gr
     :func:`_moves_matrix`).
     """
     N, N_out = Q.shape
-    dQ = np.empty((N, N_out))                       # the moves of this sweep
+    dQ = np.empty((min(blocksize, N), N_out))      # the moves of the current lazy batch
     c = np.empty(N_out)
     diag = np.diagonal(G)
 
     def step(i):
-        d = dQ[i]
+        d = dQ[i % blocksize]
         g = diag[i]
         if g <= 0:  # the row does not enter f: left unchanged
             d[:] = 0.0
@@ -158,7 +158,7 @@ def _sweep(T: np.ndarray, Q: np.ndarray, G: np.ndarray, Gr: np.ndarray, grid: Gr
             j = np.flatnonzero(d)
             moves.append((j, d[j]))
 
-    lazy_batch_sweep(Gr, G, dQ, N, blocksize, step)
+    lazy_batch_sweep(Gr, G, dQ, N, blocksize, step, window=True)
 
 
 def bid_up(target, Q0, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None,
@@ -211,24 +211,35 @@ def _bid_up(T, Q, G, grid, sweeps, blocksize, Gr=None):
     starting point. After a sweep that moved few entries (:func:`_moves_matrix`)
     the gradient is ``G D_before - G dQ`` by a sparse product, else afresh
     ``G D``. ``dQ`` is the sparse total move of all sweeps, or None when a
-    sweep moved too many entries. ``Gr``, if given, is the gradient ``G (T - Q)``.
+    sweep moved too many entries. ``Gr``, if given, is the gradient ``G (T - Q)``
+    and is updated in place.
+
+    Memory: the sweep works on a copy of the gradient (it leaves its rows stale),
+    ``D`` exists only while ``f`` is evaluated and the sparse update is applied in
+    column blocks (:func:`_subtract_times`), so two ``N x N_out`` arrays beyond
+    ``T``, ``Q`` and ``G`` are live at once.
     """
-    D = T - Q
-    Gr = G @ D if Gr is None else Gr
-    trace = [float(np.einsum("ij,ij->", D, Gr))]
+    Gr = G @ (T - Q) if Gr is None else Gr
+    trace = [_f(T, Q, Gr)]
     total = scipy.sparse.csr_array(Q.shape) if sweeps else None
     for _ in range(sweeps):
-        Gr_before, moves = Gr.copy(), []
-        _sweep(T, Q, G, Gr, grid, blocksize, moves)
-        np.subtract(T, Q, out=D)
+        work, moves = Gr.copy(), []
+        _sweep(T, Q, G, work, grid, blocksize, moves)
+        del work                                  # stale: rows miss later rows' moves
         dQ = _moves_matrix(moves, Q.shape)
         if dQ is None:
-            Gr, total = G @ D, None
+            del Gr
+            Gr, total = G @ (T - Q), None
         else:
-            Gr = np.subtract(Gr_before, _times(dQ, G), out=Gr_before)
+            _subtract_times(Gr, dQ, G)            # G D_before - G dQ
             total = None if total is None else total + dQ
-        trace.append(float(np.einsum("ij,ij->", D, Gr)))
+        trace.append(_f(T, Q, Gr))
     return trace, Gr, total
+
+
+def _f(T: np.ndarray, Q: np.ndarray, Gr: np.ndarray) -> float:
+    """``f = tr(D^T G D)`` with ``D = T - Q`` from the gradient ``Gr = G D``."""
+    return float(np.einsum("ij,ij->", T - Q, Gr))
 
 
 _SPARSE_MOVES = 0.01
@@ -255,6 +266,28 @@ def _moves_matrix(moves: list, shape: tuple[int, int]):
 def _times(dQ, A: np.ndarray) -> np.ndarray:
     """``A^T dQ`` for a sparse ``dQ`` (``= A dQ`` when ``A`` is symmetric), as ``(dQ^T A)^T``."""
     return (dQ.T @ A).T
+
+
+_COLUMN_BLOCK = 512
+"""Columns of the dense factor per sparse product in :func:`_subtract_times`."""
+
+
+def _subtract_times(C: np.ndarray, dQ, A: np.ndarray, *, transpose: bool = False) -> None:
+    """``C -= A^T dQ`` (``C -= dQ^T A`` with ``transpose``) in place, for a sparse ``dQ``.
+
+    The product is formed in blocks of :data:`_COLUMN_BLOCK` columns of ``A``, so no
+    temporary of ``C``'s size exists (one such array is 512 MiB at 8192 x 8192). Each
+    entry is the same sparse dot product as in :func:`_times`, in the same order: the
+    bits equal ``C -= _times(dQ, A)`` (tested).
+    """
+    dQT = dQ.T
+    for a in range(0, A.shape[1], _COLUMN_BLOCK):
+        b = min(a + _COLUMN_BLOCK, A.shape[1])
+        part = dQT @ A[:, a:b]                      # rows a:b of A^T dQ, transposed
+        if transpose:
+            C[:, a:b] -= part
+        else:
+            C[a:b] -= part.T
 
 
 @dataclass(frozen=True)
@@ -408,16 +441,21 @@ def _round(W, Q, G, grid, spec, r, lam, GD, K, R_prev, sweeps, blocksize) -> _Ro
     L, R, value, _a = _olrc(D, spec, r, lam, svd="partial", GD=GD, K=K,
                             start=None if R_prev is None else R_prev.T)
     T = np.subtract(W, np.matmul(L, R, out=D), out=D)      # D's buffer reused: W - L R
-    Gr = (G @ L) @ R
-    np.subtract(GD, Gr, out=Gr)                    # G (W - L R - Q)
-    f, _Gr, dQ = _bid_up(T, Q, G, grid, sweeps, blocksize, Gr=Gr)
-    del T, Gr, _Gr
+    del D
+    # G (W - L R - Q), not bound here so that _bid_up holds its only reference
+    f, _Gr, dQ = _bid_up(T, Q, G, grid, sweeps, blocksize, Gr=_minus(GD, (G @ L) @ R))
+    del T, _Gr
     if dQ is None:
         GD = G @ (W - Q)
         return _Round(L, R, value, f, GD, None if K is None else (W - Q).T @ GD)
     if K is not None:
-        K -= _times(dQ, GD)
-    GD -= _times(dQ, G)
+        _subtract_times(K, dQ, GD)
+    _subtract_times(GD, dQ, G)
     if K is not None:
-        K -= _times(dQ, GD).T
+        _subtract_times(K, dQ, GD, transpose=True)
     return _Round(L, R, value, f, GD, K)
+
+
+def _minus(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``A - B`` in ``B``'s buffer."""
+    return np.subtract(A, B, out=B)

@@ -13,7 +13,8 @@ import scipy.linalg
 
 from gilora_theory import bidup, evaluate, fit_grid, gptq, hessian_spectrum, olrc, refine
 from gilora_theory._krylov import top_eigenpairs_explicit
-from gilora_theory.bidup import _bid_up, _moves_matrix, _round, _times
+from gilora_theory import bidup
+from gilora_theory.bidup import _bid_up, _moves_matrix, _round, _subtract_times, _times
 from gilora_theory.olrc import _gram_route, _olrc
 
 from _bench import load as _load_bench  # noqa: E402
@@ -121,6 +122,25 @@ def test_sparse_products_with_moves_equal_dense_products():
     np.testing.assert_array_equal(S.toarray(), dQ)
     dense = np.where(rng.random((N, N_out)) < 0.2, 1.0, 0.0)
     assert _moves_matrix([(np.flatnonzero(r), r[r != 0]) for r in dense], dense.shape) is None
+
+
+@pytest.mark.parametrize("block", [1, 3, 512])
+def test_blocked_sparse_update_changes_no_bit(monkeypatch, block):
+    """``_subtract_times`` (in place, column blocks) gives the bits of the one-product form
+    ``C -= _times(dQ, A)`` (and of ``C -= _times(dQ, A).T``), whatever the block width."""
+    monkeypatch.setattr(bidup, "_COLUMN_BLOCK", block)
+    rng = np.random.default_rng(2)
+    N, N_out = 40, 30
+    dQ = np.where(rng.random((N, N_out)) < 0.01, rng.standard_normal((N, N_out)), 0.0)
+    S = _moves_matrix([(np.flatnonzero(r), r[r != 0]) for r in dQ], dQ.shape)
+    for A, transpose in ((rng.standard_normal((N, N)), False),
+                         (rng.standard_normal((N, N_out)), False),
+                         (rng.standard_normal((N, N_out)), True)):
+        C0 = rng.standard_normal((A.shape[1], N_out) if not transpose else (N_out, N_out))
+        ref = C0 - (_times(S, A).T if transpose else _times(S, A))
+        C = C0.copy()
+        _subtract_times(C, S, A, transpose=transpose)
+        np.testing.assert_array_equal(C, ref)
 
 
 @pytest.mark.parametrize("share", [0.0, 1.0])

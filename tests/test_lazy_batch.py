@@ -68,3 +68,54 @@ def test_negative_a_kernel_that_drops_the_batch_products_is_caught(monkeypatch):
 
     lazy_batch_sweep(Y, M, Z, 61, 16, step)
     assert np.max(np.abs(Z - Z_ref)) > 1e3 * 64 * 70 * EPS * np.abs(Z_ref).max()
+
+
+@pytest.mark.parametrize("blocksize", [1, 5, 16, 17, 128])
+def test_window_holds_one_batch_and_changes_no_bit(blocksize):
+    """``window=True`` (Z of ``blocksize`` rows, as Bid-Up's sweep uses it) gives the same
+    bits as a full Z, and reads a row of Z only while its batch runs."""
+    Y0, M = _case()
+    Y_full, Z_full = Y0.copy(), np.zeros((61, 9))
+
+    def step_full(t):
+        Z_full[t] = _f(t, Y_full[t])
+
+    lazy_batch_sweep(Y_full, M, Z_full, 61, blocksize, step_full)
+    Y, rows = Y0.copy(), min(blocksize, 61)
+    Z = np.zeros((rows, 9))
+    seen = np.zeros((61, 9))
+
+    def step(t):
+        if t % blocksize == 0:
+            Z[:] = np.nan              # the previous batch's rows must no longer be read
+        Z[t % blocksize] = _f(t, Y[t])
+        seen[t] = Z[t % blocksize]
+
+    lazy_batch_sweep(Y, M, Z, 61, blocksize, step, window=True)
+    np.testing.assert_array_equal(seen, Z_full)
+    np.testing.assert_array_equal(Y, Y_full)
+
+
+def test_arrays_are_released_when_the_sweep_returns():
+    """No reference cycle keeps ``Y``, ``M`` or ``Z`` alive after the call (at LLM sizes a
+    stale array held until the garbage collector runs is 512 MiB of peak memory)."""
+    import gc
+    import weakref
+
+    class Tracked(np.ndarray):
+        pass
+
+    gc.disable()
+    try:
+        Y0, M = _case()
+        Y, Z = Y0.copy().view(Tracked), np.zeros((61, 9)).view(Tracked)
+
+        def step(t):
+            Z[t] = _f(t, Y[t])
+
+        lazy_batch_sweep(Y, M, Z, 61, 16, step)
+        refs = [weakref.ref(Y), weakref.ref(Z)]
+        del Y, Z, step
+        assert [r() is None for r in refs] == [True, True]
+    finally:
+        gc.enable()
