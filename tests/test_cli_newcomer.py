@@ -379,6 +379,38 @@ def test_unbounded_grid_and_old_files_keep_a_float_q(capsys, tmp_path, layer):
     assert _grid_codes(off, c.grid) is None and _grid_codes(c.Q, c.grid) is not None
 
 
+def test_codes_are_checked_in_every_row_block(monkeypatch):
+    """``_grid_codes`` works in row blocks: codes equal the one-shot rounding, and an
+    entry off the grid (or beyond the clip range) in the last block is still refused."""
+    from gilora_theory import fit_grid
+    from gilora_theory.data import io
+    monkeypatch.setattr(io, "_ROWS", 4)
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((18, 5))
+    grid = fit_grid(W, 3)
+    Q = grid.quantize(W, np.arange(18))
+    codes = io._grid_codes(Q, grid)
+    np.testing.assert_array_equal(codes, (np.round(Q / grid.step) + grid.zero).astype(np.uint8))
+    for bad in (1e-3 * grid.step[0, 4], 100 * grid.step[0, 4]):
+        off = Q.copy()
+        off[17, 4] += bad
+        assert io._grid_codes(off, grid) is None
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_layer_files_are_uncompressed_by_default_and_both_kinds_load(tmp_path, compressed):
+    import zipfile
+    rng = np.random.default_rng(6)
+    X, W = rng.standard_normal((30, 8)), rng.standard_normal((8, 4))
+    path = tmp_path / "l.npz"
+    save_layer(path, W, H=X.T @ X, **({"compressed": True} if compressed else {}))
+    with zipfile.ZipFile(path) as z:
+        kinds = {i.compress_type for i in z.infolist()}
+    assert kinds == ({zipfile.ZIP_DEFLATED} if compressed else {zipfile.ZIP_STORED})
+    layer = load_layer(path)
+    assert np.array_equal(layer.W, W) and np.array_equal(layer.H, X.T @ X)
+
+
 def test_run_tests_h_once(capsys, tmp_path, layer, monkeypatch):
     """The layer file's H is not factorised by the CLI a second time: `run --method rtn`
     (whose core calls no other validating function) runs the PSD test exactly once."""

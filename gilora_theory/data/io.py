@@ -302,12 +302,21 @@ def _grid_codes(Q: np.ndarray, grid):
     bit for bit (bounded per-column grid); else None."""
     if not grid.bounded or grid.step.shape[0] != 1:
         return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k = np.round(Q / grid.step) + grid.zero
-    if not (np.all(np.isfinite(k)) and k.min() >= 0 and k.max() <= grid.maxq):
-        return None
-    codes = k.astype(code_dtype(grid.bits))
-    return codes if np.array_equal(grid.step * (codes - grid.zero), Q) else None
+    codes = np.empty(Q.shape, dtype=code_dtype(grid.bits))
+    for i in range(0, Q.shape[0], _ROWS):          # row blocks: no N x N_out temporaries
+        rows = slice(i, i + _ROWS)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = np.round(Q[rows] / grid.step) + grid.zero
+        if not (np.all(np.isfinite(k)) and k.min() >= 0 and k.max() <= grid.maxq):
+            return None
+        codes[rows] = k
+        if not np.array_equal(grid.step * (codes[rows] - grid.zero), Q[rows]):
+            return None
+    return codes
+
+
+_ROWS = 512
+"""Rows per block when :func:`_grid_codes` checks that the codes give ``Q`` back."""
 
 
 def save_result(path, Q, L, R, grid, **extra) -> None:
@@ -356,11 +365,15 @@ def load_result(path) -> dict:
 
 
 def save_layer(path, W, *, H=None, X=None, n_samples=None, name=None, x_abs_mean=None,
-               x_abs_max=None) -> None:
+               x_abs_max=None, compressed: bool = False) -> None:
     """Write a ``LAYER.npz`` atomically (exactly one of ``H`` or ``X``).
 
     The arrays are validated as :func:`load_layer` would (a file that could not
-    be read back is never written) and stored unchanged.
+    be read back is never written) and stored unchanged. Uncompressed by default
+    (``compressed=True``: zlib, as :func:`numpy.savez_compressed`): float64 weights
+    and Gram matrices shrink by only about 7% under zlib, and inflating them made
+    loading a 4096 x 4096 layer about five times slower (1.7 s against 0.35 s);
+    :func:`load_layer` reads both kinds.
     """
     if (H is None) == (X is None):
         raise ValueError("give exactly one of H or X")
@@ -379,7 +392,7 @@ def save_layer(path, W, *, H=None, X=None, n_samples=None, name=None, x_abs_mean
     for key, value in (("x_abs_mean", x_abs_mean), ("x_abs_max", x_abs_max)):
         if value is not None:
             arrays[key] = np.asarray(value)
-    save_npz(path, **arrays)
+    save_npz(path, compressed=compressed, **arrays)
 
 
 def write_json(path, obj) -> None:

@@ -1072,7 +1072,8 @@ def rebuild_bundle(names=SAMPLE_LAYERS, *, sequences: int = 128, seq_len: int = 
         H32 = layer.H.astype(np.float32)
         path = out / f"minilm.{layer.name}.npz"
         save_layer(path, layer.W.astype(np.float32), H=H32, n_samples=layer.n_samples,
-                   name=layer.name, x_abs_mean=layer.x_abs_mean, x_abs_max=layer.x_abs_max)
+                   name=layer.name, x_abs_mean=layer.x_abs_mean, x_abs_max=layer.x_abs_max,
+                   compressed=True)           # shipped in the wheel: size counts, not load time
         eig = np.linalg.eigvalsh(H32.astype(np.float64))
         entries[layer.name] = {
             "file": path.name, "shape": list(layer.W.shape), "n_samples": layer.n_samples,
