@@ -100,3 +100,44 @@ def test_randomized_olrc_is_never_below_the_exact_optimum():
     approx = bench.randomized_olrc(layer.W, Q, layer.H, layer.lam, 4)
     assert approx >= exact * (1 - 64 * 80 * EPS)
     assert approx <= exact * 1.5                         # a sensible approximation
+
+
+# ------------------------------------------- the README's table is the recorded run's
+
+def _readme_disagreements(readme: str, results: dict) -> list[str]:
+    """What in the README's Performance table differs from ``figures/bench_results.json``:
+    the commit, the count of targets met, the verdicts and every targeted ratio."""
+    perf = readme[readme.index("## Performance"):]
+    table = perf[perf.index("| target | measured"):]
+    table = table[:table.index("\n\n")]
+    graded = [t for t in results["targets"] if t["sense"] != "info"]
+    met = sum(t["passed"] for t in graded)
+    problems = []
+    commit = results["machine"]["provenance"]["git_commit"][:7]
+    if f"at commit\n{commit}" not in perf and f"at commit {commit}" not in perf:
+        problems.append(f"the README does not name the run's commit {commit}")
+    if f"{met} of {len(graded)} targets met" not in perf:
+        problems.append(f"the README does not say {met} of {len(graded)} targets met")
+    verdicts = [row.rsplit("|", 2)[-2].strip() for row in table.splitlines()[2:]]
+    if verdicts.count("PASS") != met or verdicts.count("FAIL") != len(graded) - met:
+        problems.append(f"README verdicts {verdicts.count('PASS')} PASS / {verdicts.count('FAIL')} "
+                        f"FAIL; the run: {met} / {len(graded) - met}")
+    for t in graded:
+        shown = f"{t['ratio']:.2f}" if t["ratio"] >= 0.1 else f"{t['ratio']:.3f}"
+        if shown not in table:
+            problems.append(f"{t['name']}: {shown} is not in the README's table")
+    return problems
+
+
+def test_readme_performance_table_is_the_recorded_run():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    results = json.loads((root / "figures" / "bench_results.json").read_text())
+    assert _readme_disagreements(readme, results) == []
+    # negative: one edited number, one flipped verdict
+    graded = [t for t in results["targets"] if t["sense"] != "info"]
+    first = f"{graded[0]['ratio']:.2f}"
+    assert _readme_disagreements(readme.replace(first, "9.99", 1), results)
+    at = readme.index("| PASS |", readme.index("## Performance"))
+    assert _readme_disagreements(readme[:at] + "| FAIL |" + readme[at + 8:], results)

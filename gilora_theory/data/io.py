@@ -372,7 +372,7 @@ def save_layer(path, W, *, H=None, X=None, n_samples=None, name=None, x_abs_mean
     be read back is never written) and stored unchanged. Uncompressed by default
     (``compressed=True``: zlib, as :func:`numpy.savez_compressed`): float64 weights
     and Gram matrices shrink by only about 7% under zlib, and inflating them made
-    loading a 4096 x 4096 layer about five times slower (1.7 s against 0.35 s);
+    loading a 4096 x 4096 layer several times slower (1.4-1.7 s against 0.2 s);
     :func:`load_layer` reads both kinds.
     """
     if (H is None) == (X is None):
