@@ -215,9 +215,9 @@ def _bid_up(T, Q, G, grid, sweeps, blocksize, Gr=None):
     and is updated in place.
 
     Memory: the sweep works on a copy of the gradient (it leaves its rows stale),
-    ``D`` exists only while ``f`` is evaluated and the sparse update is applied in
-    column blocks (:func:`_subtract_times`), so two ``N x N_out`` arrays beyond
-    ``T``, ``Q`` and ``G`` are live at once.
+    ``D`` exists only while ``f`` is evaluated, and the new gradient is written into
+    ``Gr``'s own buffer (sparse update in column blocks, :func:`_subtract_times`), so
+    two ``N x N_out`` arrays beyond ``T``, ``Q`` and ``G`` are live at once.
     """
     Gr = G @ (T - Q) if Gr is None else Gr
     trace = [_f(T, Q, Gr)]
@@ -228,8 +228,8 @@ def _bid_up(T, Q, G, grid, sweeps, blocksize, Gr=None):
         del work                                  # stale: rows miss later rows' moves
         dQ = _moves_matrix(moves, Q.shape)
         if dQ is None:
-            del Gr
-            Gr, total = G @ (T - Q), None
+            np.matmul(G, T - Q, out=Gr)
+            total = None
         else:
             _subtract_times(Gr, dQ, G)            # G D_before - G dQ
             total = None if total is None else total + dQ
@@ -263,11 +263,6 @@ def _moves_matrix(moves: list, shape: tuple[int, int]):
     return scipy.sparse.csr_array((vals, cols, indptr), shape=shape)
 
 
-def _times(dQ, A: np.ndarray) -> np.ndarray:
-    """``A^T dQ`` for a sparse ``dQ`` (``= A dQ`` when ``A`` is symmetric), as ``(dQ^T A)^T``."""
-    return (dQ.T @ A).T
-
-
 _COLUMN_BLOCK = 512
 """Columns of the dense factor per sparse product in :func:`_subtract_times`."""
 
@@ -277,8 +272,8 @@ def _subtract_times(C: np.ndarray, dQ, A: np.ndarray, *, transpose: bool = False
 
     The product is formed in blocks of :data:`_COLUMN_BLOCK` columns of ``A``, so no
     temporary of ``C``'s size exists (one such array is 512 MiB at 8192 x 8192). Each
-    entry is the same sparse dot product as in :func:`_times`, in the same order: the
-    bits equal ``C -= _times(dQ, A)`` (tested).
+    entry is the same sparse dot product as in the one product ``(dQ^T A)^T``, in the
+    same order, so the bits are those of ``C -= (dQ^T A)^T`` (tested).
     """
     dQT = dQ.T
     for a in range(0, A.shape[1], _COLUMN_BLOCK):
@@ -441,10 +436,10 @@ def _round(W, Q, G, grid, spec, r, lam, GD, K, R_prev, sweeps, blocksize) -> _Ro
     L, R, value, _a = _olrc(D, spec, r, lam, svd="partial", GD=GD, K=K,
                             start=None if R_prev is None else R_prev.T)
     T = np.subtract(W, np.matmul(L, R, out=D), out=D)      # D's buffer reused: W - L R
-    del D
-    # G (W - L R - Q), not bound here so that _bid_up holds its only reference
-    f, _Gr, dQ = _bid_up(T, Q, G, grid, sweeps, blocksize, Gr=_minus(GD, (G @ L) @ R))
-    del T, _Gr
+    Gr = (G @ L) @ R
+    np.subtract(GD, Gr, out=Gr)                    # G (W - L R - Q)
+    f, _Gr, dQ = _bid_up(T, Q, G, grid, sweeps, blocksize, Gr=Gr)
+    del T, D, Gr, _Gr
     if dQ is None:
         GD = G @ (W - Q)
         return _Round(L, R, value, f, GD, None if K is None else (W - Q).T @ GD)
@@ -454,8 +449,3 @@ def _round(W, Q, G, grid, spec, r, lam, GD, K, R_prev, sweeps, blocksize) -> _Ro
     if K is not None:
         _subtract_times(K, dQ, GD, transpose=True)
     return _Round(L, R, value, f, GD, K)
-
-
-def _minus(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """``A - B`` in ``B``'s buffer."""
-    return np.subtract(A, B, out=B)
