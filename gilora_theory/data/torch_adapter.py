@@ -479,7 +479,12 @@ def hidden_states(model: torch.nn.Module, batches) -> list:
     What :func:`output_shift` computes of its ``reference``; pass it as
     ``reference_hidden`` when one reference is compared with many candidates.
     """
-    batches = _hidden_batches(model, batches)
+    return _forward_hidden(model, _hidden_batches(model, batches))
+
+
+def _forward_hidden(model, batches: list) -> list:
+    """Final hidden states in float64 of ``model`` on batches already prepared by
+    :func:`_hidden_batches`."""
     return [_hidden(o).to(torch.float64) for o in _run_batches(model, batches)]
 
 
@@ -505,11 +510,11 @@ def output_shift(reference: torch.nn.Module, candidate: torch.nn.Module, batches
     Metrics are accumulated in float64; see :class:`OutputShift`.
     """
     batches = _hidden_batches(reference, batches)
-    Y = hidden_states(reference, batches) if reference_hidden is None else reference_hidden
+    Y = _forward_hidden(reference, batches) if reference_hidden is None else reference_hidden
     if len(Y) != len(batches):
         raise ValueError(f"reference_hidden must hold one tensor per batch ({len(batches)}); "
                          f"got {len(Y)}")
-    Yc = [_hidden(o).to(torch.float64) for o in _run_batches(candidate, batches)]
+    Yc = _forward_hidden(candidate, batches)
     E = torch.cat([_mean_pool(y, b) for y, b in zip(Y, batches)])
     Ec = torch.cat([_mean_pool(y, b) for y, b in zip(Yc, batches)])
     flat, flat_c = (torch.cat([y.reshape(-1, y.shape[-1]) for y in ys]) for ys in (Y, Yc))
