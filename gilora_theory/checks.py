@@ -59,7 +59,7 @@ from .bidup import bid_up
 from .gilora import GILoRAResult, augmented_hessian, gilora, schur_complement
 from .gptq import GPTQResult, dead_channel_convention, gptq, gptq_loop, psi_factor
 from .grid import Grid, check_grid
-from .objective import evaluate, hessian, resolve_lam
+from .objective import eigvalsh_kept, evaluate, hessian, resolve_lam
 from .olrc import olrc
 
 __all__ = [
@@ -132,11 +132,20 @@ def _inequality(name: str, value: float, reference: float, tol: float, detail: s
                        float(slack), float(tol), detail)
 
 
-def _cond(A: np.ndarray) -> tuple[float, float, float]:
-    """``(kappa, lambda_min, lambda_max)`` of a symmetric PSD matrix (``kappa = inf`` if singular)."""
-    e = scipy.linalg.eigvalsh(A, check_finite=False)
-    lo, hi = float(max(e[0], 0.0)), float(max(e[-1], 0.0))
+def _cond(A: np.ndarray, shift: float = 0.0) -> tuple[float, float, float]:
+    """``(kappa, lambda_min, lambda_max)`` of ``A + shift I``, ``A`` symmetric PSD (``kappa = inf``
+    if singular), from the eigenvalues of ``A`` kept by :func:`eigvalsh_kept`: the checks of
+    one layer ask for them many times, on ``H`` and on its damped forms."""
+    e = eigvalsh_kept(A)
+    lo, hi = float(max(e[0] + shift, 0.0)), float(max(e[-1] + shift, 0.0))
     return (hi / lo if lo > 0 else np.inf), lo, hi
+
+
+def _sym_norm2(A: np.ndarray, shift: float = 0.0) -> float:
+    """``||A + shift I||_2`` of a symmetric ``A``: its largest eigenvalue in magnitude (kept by
+    :func:`eigvalsh_kept`), where ``np.linalg.norm(., 2)`` would take a full SVD each time."""
+    e = eigvalsh_kept(A)
+    return float(max(abs(e[0] + shift), abs(e[-1] + shift)))
 
 
 def _prepared(W: np.ndarray, H: np.ndarray, dead_channels: bool):
@@ -348,7 +357,7 @@ def check_gilora_r0_is_gptq(W, H, grid: Grid, *, gilora_fn=None, columns=None, *
     a, b = _Pass(Wc[p], res.Q[p][:, cols], Psi), _Pass(Wc[p], ref.Q, Psi)
     res_sum = float(np.sum(res.step_terms)) if columns is None else _Pass_step_sum(a)
     ok, n_differ, detail = _compare_passes(a, b, 2.0 * rows_grid.half_step(np.arange(N)),
-                                           _cond(_damped(Hd, lam))[0])
+                                           _cond(Hd, lam)[0])
     same = (np.array_equal(res.perm, p) and res.R.shape[0] == 0 and res.lam == lam)
     tol = _step_sum_tol(N, ref.step_sum, _magnitude(b))
     return _identity("gilora_r0_is_gptq", res_sum, ref.step_sum, tol,
@@ -392,7 +401,7 @@ def check_blocksize_invariance(W, H, grid: Grid, *, blocksizes=(1, 7, 128), rank
     dead = kw.get("dead_channels", True)
     base = _result_pass(W, H, runs[0], dead, route)
     G = _augmented(H, runs[0].L, dead) if rank else _prepared(W, H, dead)[1]
-    kappa = _cond(_damped(G, runs[0].lam))[0]
+    kappa = _cond(G, runs[0].lam)[0]
     steps = _steps(grid, runs[0].perm, W.shape[1])
     ok, worst, notes = True, 0.0, []
     R_tol = _C * G.shape[0] * _EPS * kappa * (float(np.linalg.norm(runs[0].R)) if rank else 0.0)
@@ -428,7 +437,7 @@ def check_routes_agree(W, H, grid: Grid, **kw) -> CheckResult:
     chol = gptq(W, H, grid, route="cholesky", **kw)
     eig = gptq(W, H, grid, route="eig", **kw)
     dead = kw.get("dead_channels", True)
-    kappa = _cond(_damped(_prepared(W, H, dead)[1], chol.lam))[0]
+    kappa = _cond(_prepared(W, H, dead)[1], chol.lam)[0]
     a = _result_pass(W, H, chol, dead, "cholesky")
     b = _result_pass(W, H, eig, dead, "eig")
     ok, _, detail = _compare_passes(a, b, _steps(grid, chol.perm, W.shape[1]), kappa)
@@ -480,7 +489,7 @@ def check_ridge_solution(W, H, result: GILoRAResult, *, dead_channels: bool = Tr
     B = L.T @ (H @ D)
     nL = float(np.linalg.norm(L, 2)) if L.size else 0.0
     denom = (float(np.linalg.norm(K, 2)) if K.size else 0.0) * float(np.linalg.norm(R)) + (
-        nL * float(np.linalg.norm(H, 2)) * (float(np.linalg.norm(D)) + float(np.linalg.norm(Wd))))
+        nL * _sym_norm2(H) * (float(np.linalg.norm(D)) + float(np.linalg.norm(Wd))))
     eta = float(np.linalg.norm(K @ R - B)) / denom if denom > 0 else 0.0
     R_ridge = np.linalg.solve(K, B)
     nR = float(np.linalg.norm(R_ridge))
@@ -682,7 +691,7 @@ def check_bidup_argmin(target, Q0, H, grid: Grid, *, lam: float, rows=None) -> C
         if excess[k] - tol[k] > worst_excess - worst_tol:
             worst_excess, worst_tol = float(excess[k]), float(tol[k])
     f0, f1 = res.trace
-    mono_tol = _C * N * _EPS * float(np.linalg.norm(G, 2)) * (np.linalg.norm(T) + np.linalg.norm(Q0)) ** 2
+    mono_tol = _C * N * _EPS * _sym_norm2(H, lam) * (np.linalg.norm(T) + np.linalg.norm(Q0)) ** 2
     ok = not bad and f1 <= f0 + mono_tol
     return _inequality("bidup_argmin", worst_excess, 0.0, worst_tol,
                        f"{len(bad)} non-minimal updates {bad[:3]}; f {f0:.6g} -> {f1:.6g} "
@@ -776,7 +785,7 @@ def check_refine_trace(W, H, result, *, index: int = -1) -> CheckResult:
     nL = float(np.linalg.norm(result.L, 2)) if np.size(result.L) else 0.0
     size = float(np.linalg.norm(W)) + float(np.linalg.norm(result.Q)) + nL * float(
         np.linalg.norm(result.R))
-    tol = _C * W.shape[0] * _EPS * (float(np.linalg.norm(H, 2)) + result.lam) * size ** 2
+    tol = _C * W.shape[0] * _EPS * _sym_norm2(H, result.lam) * size ** 2
     return _identity("refine_trace", obj.damped_error, ref, tol,
                      f"F of the returned (Q, L, R) {obj.damped_error:.10g} vs trace[{index}] "
                      f"{ref:.10g}")
@@ -821,7 +830,7 @@ def check_scaling(W, X, grid: Grid, c: float, *, rank: int = 0, damp: float = 0.
     else:
         ok, n_differ, detail = _compare_passes(
             *_scaled_passes(W, H1, H2, r1, r2, rank), _steps(grid, r1.perm, W.shape[1]),
-            _cond(_damped(_prepared(W, H1, True)[1], r1.lam))[0])
+            _cond(_prepared(W, H1, True)[1], r1.lam)[0])
     LR = float(np.linalg.norm(r1.L @ r1.R)) if rank else 0.0
     tol = _C * W.shape[0] * _EPS * c**2 * float(np.linalg.norm(X, 2)) ** 2 * (np.linalg.norm(W) + LR) ** 2
     compared = n_differ == 0

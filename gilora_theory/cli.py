@@ -221,6 +221,9 @@ def _add_check(sub) -> None:
     p.add_argument("--claims", default=None, help="comma-separated claim ids, e.g. C1,C6 (default all)")
     p.add_argument("--no-live", action="store_true", help="do not use the live MiniLM model even if torch is importable")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS and torch threads while the claims run (default 1: their matrices are "
+                        "small, and a second thread costs more CPU than it saves wall time)")
     p.set_defaults(func=_cmd_check)
 
 
@@ -242,7 +245,7 @@ def _cmd_check(args) -> int:
     claims = _claims(args.claims)
     check_folder(args.out, "--out")
     run = run_check(args.out, quick=args.quick, seed=args.seed, claims=claims,
-                    live=not args.no_live, progress=not args.no_progress)
+                    live=not args.no_live, progress=not args.no_progress, threads=args.threads)
     print(verdict_table(run.results))
     print(f"reports: {run.markdown} {run.json}; figures: {len(run.figures)}")
     return run.exit_status
@@ -549,7 +552,7 @@ _INT_FLAGS = {"bits": (1, 16), "l_bits": (1, 16), "r_bits": (1, 16), "rank": (0,
               "rounds": (0, MAX_ROUNDS), "limit": (1, None), "workers": (1, None),
               "sequences": (1, None), "seq_len": (3, 512), "batch_size": (1, None),
               "heldout": (1, None), "seed": (0, None), "samples": (1, None), "iters": (0, None),
-              "act_bits": (1, 16)}
+              "act_bits": (1, 16), "threads": (1, None)}
 _FLOAT_FLAGS = {"damp": (0.0, False, None), "beta": (0.0, True, 1.0), "rho": (0.0, False, None)}
 
 

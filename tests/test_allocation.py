@@ -186,6 +186,31 @@ def test_c16_fails_a_solver_that_is_not_optimal(c16_data):
     assert res.verdict == "FAIL" and res.metrics["measured_beaten"] > 0
 
 
+def test_c16_runs_one_model_forward_per_distinct_allocation(c16_data, monkeypatch):
+    """Rules (and budgets) that choose the same allocation share one held-out forward, every
+    row carries the metrics of its own allocation (tied to the row by its recounted bits),
+    and merged weights are kept only for the current budget's allocations."""
+    from gilora_theory.experiments import paper
+    calls, kept = [], []
+
+    def fake_metrics(live, layers, choice, merged):
+        assert live == "model"
+        kept.append(len(merged))
+        calls.append(tuple(map(tuple, choice)))
+        merged.update({(lay.name, *c): None for lay, c in zip(layers, choice)})
+        return {"hidden_relative_error": float(len(calls))}
+    monkeypatch.setattr(paper, "_c16_layers", lambda data: (data.layers, "model"))
+    monkeypatch.setattr(paper, "_c16_model_metrics", fake_metrics)
+    res = paper.c16_allocation(c16_data, budgets=(3.0, 3.5, 4.0, 5.0))
+    df = res.table
+    assert len(calls) == len(set(calls)) < len(df)    # the uniform rule repeats itself here
+    shapes = [lay.W.shape for lay in c16_data.layers]
+    n_weights = sum(a * b for a, b in shapes)
+    for bits, k in zip(df.effective_bits, df.hidden_relative_error):
+        assert al.recount_bits(shapes, calls[int(k) - 1]) / n_weights == bits
+    assert max(kept) <= 3 * len(c16_data.layers)
+
+
 def test_allocation_figure_draws_one_line_per_rule(c16_data):
     from gilora_theory.experiments.paper import c16_allocation
     from gilora_theory.experiments.plotting import plot_allocation

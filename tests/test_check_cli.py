@@ -42,6 +42,7 @@ def test_quick_check_writes_both_reports(quick_run):
         assert report[cid]["verdict"] in ("PASS", "REPORT")
         assert report[cid]["metrics"] and report[cid]["summary"]
     assert report["meta"]["mode"] == "quick" and report["meta"]["exit_status"] == 0
+    assert report["meta"]["threads"] == 1
     assert any("real layers" in s for s in report["meta"]["data"])
     prov = report["meta"]["provenance"]
     import gilora_theory
@@ -68,6 +69,7 @@ def test_quick_check_writes_the_figures(quick_run):
 @pytest.mark.parametrize("argv, message", [
     (["--claims", "C99"], "unknown claim id"),
     (["--seed", "-1"], "seed must be"),
+    (["--threads", "0"], "--threads must be >= 1"),
     (["--bogus"], "unrecognized arguments"),
 ])
 def test_bad_input_exits_2_without_files(tmp_path, capsys, argv, message):
@@ -122,3 +124,21 @@ def test_version_prints_the_package_version():
     proc = subprocess.run([sys.executable, "-m", "gilora_theory.cli", "--version"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == f"gilora-theory {gilora_theory.__version__}"
+
+
+def test_limited_threads_limits_and_restores():
+    """``check``'s thread limit reaches every loaded BLAS library and torch, and is undone."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from gilora_theory.experiments.report import limited_threads
+    torch = sys.modules.get("torch")
+
+    def blas():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                if lib["user_api"] == "blas"]
+    before, torch_before = blas(), torch.get_num_threads() if torch else None
+    assert before
+    with limited_threads(1):
+        assert set(blas()) == {1}
+        assert torch is None or torch.get_num_threads() == 1
+    assert blas() == before
+    assert torch is None or torch.get_num_threads() == torch_before

@@ -103,3 +103,21 @@ def test_tie_detection_tells_a_midpoint_from_a_real_difference():
     assert not ok and "NOT a tie" in detail
     two = _Pass(W, np.array([[2.0, 0.0]]), Psi)  # two steps apart is never a tie
     assert not _compare_passes(a, two, step, kappa=1.0)[0]
+
+
+def test_spectral_norm_and_condition_from_kept_eigenvalues():
+    """``_sym_norm2`` and ``_cond`` (eigenvalues of ``H`` kept, shifted by ``lam``) against a
+    second route: the SVD of ``H + lam I`` and the eigenvalues of the damped matrix itself."""
+    from gilora_theory.checks import _cond, _sym_norm2
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((50, 30)) * np.logspace(0, -3, 30)
+    for H, lam in ((X.T @ X, 0.0), (X.T @ X, 0.37), (-np.diag(np.arange(1.0, 6.0)), 0.5)):
+        G = H + lam * np.eye(H.shape[0])
+        tol = 64 * H.shape[0] * np.finfo(float).eps * np.abs(G).max()
+        assert abs(_sym_norm2(H, lam) - np.linalg.norm(G, 2)) <= tol
+    H = X.T @ X
+    e = np.linalg.eigvalsh(H + 0.01 * np.eye(30))
+    kappa, lo, hi = _cond(H, 0.01)
+    assert abs(lo - e[0]) <= 64 * 30 * np.finfo(float).eps * e[-1] and abs(hi - e[-1]) <= 1e-12 * e[-1]
+    assert abs(kappa - e[-1] / e[0]) <= 1e-8 * kappa
+    assert _cond(np.zeros((3, 3)))[0] == np.inf

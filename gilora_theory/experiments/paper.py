@@ -441,7 +441,7 @@ def _rows_checked(data: PaperData, lay):
 
 def _trace_scale(lay, lam: float) -> float:
     """``N ||H_lam||_2 ||W||_F^2``: the size of the computations behind a trace value."""
-    return lay.W.shape[0] * (float(np.linalg.norm(lay.H, 2)) + lam) * float(np.sum(lay.W ** 2))
+    return lay.W.shape[0] * checks._sym_norm2(lay.H, lam) * float(np.sum(lay.W ** 2))
 
 
 def c09_refinement_monotone(data: PaperData, *, refine_fn=refine) -> ClaimResult:
@@ -1023,15 +1023,22 @@ def c16_allocation(data: PaperData, *, budgets=_C16_BUDGETS, solve_fn=None) -> C
     bound = al.error_surface(layers, by="bound", bits=bits, ranks=ranks)
     measured = al.error_surface(layers, by="measured", bits=bits, ranks=ranks)
     rows, skipped = [], []
+    merged, shifts = {}, {}  # (layer, b, r) -> merged weights; choice -> model metrics
     for B in budgets:
-        memo = {}  # compressions shared by the rules at one budget (memory: a few models' weights)
         try:
             allocs = {"bound": solve_fn(bound, B), "measured": solve_fn(measured, B),
                       "uniform": al.uniform_choice(measured, B)}
         except ValueError as exc:
             skipped.append(f"B = {B}: {exc}")
             continue
+        # merged weights are kept while a rule of this budget needs them (memory: at most
+        # three models' weights); one held-out forward per distinct allocation
+        needed = {(lay.name, *c) for a in allocs.values() for lay, c in zip(layers, a.choice)}
+        merged = {k: v for k, v in merged.items() if k in needed}
         for rule, a in allocs.items():
+            key = tuple(map(tuple, a.choice))
+            if key not in shifts:
+                shifts[key] = _c16_model_metrics(live, layers, a.choice, merged)
             recount = al.recount_bits(measured.shapes, a.choice)
             rows.append({"budget": B, "rule": rule,
                          "layer_error_sum": al.surface_error(measured, a.choice),
@@ -1040,7 +1047,7 @@ def c16_allocation(data: PaperData, *, budgets=_C16_BUDGETS, solve_fn=None) -> C
                          "within_budget": recount <= B * measured.n_weights,
                          "dp_feasible": al.fits(measured, a.choice, B,
                                                 resolution=allocs["measured"].resolution),
-                         **_c16_model_metrics(live, layers, a.choice, memo)})
+                         **shifts[key]})
     return _c16_result(data, rows, skipped, _c16_overvaluation(bound, measured), layers, live)
 
 
