@@ -101,6 +101,31 @@ def _trace_quad(H: np.ndarray, D: np.ndarray) -> float:
     return float(np.einsum("ij,ij->", D, H @ D))
 
 
+_SIGNAL_ROWS = 512
+
+
+def _signal(H: np.ndarray, W: np.ndarray) -> float:
+    """``||X W||_F^2 = tr(W^T H W)``, the relative error's reference.
+
+    Small layers (``min(N, N_out) < 512``): :func:`_trace_quad`, the same bits as
+    every committed table. Large layers: ``<H, W W^T>`` with ``H`` symmetric, from
+    the lower block triangle of ``W W^T`` only (row blocks of 512: ``W_I W_J^T``
+    for ``J <= I``, off-diagonal blocks counted twice), ``N^2 N_out`` flops instead
+    of the ``2 N^2 N_out`` of ``H W``; temporaries ``512 x N``. The same sum of
+    products in another order: the two routes agree to rounding (tested).
+    """
+    N = W.shape[0]
+    if min(W.shape) < 512:
+        return _trace_quad(H, W)
+    b, total = _SIGNAL_ROWS, 0.0
+    for i in range(0, N, b):
+        e = min(i + b, N)
+        G = W[i:e] @ W[:e].T                       # (W W^T)[I, :e]: blocks J <= I
+        total += 2.0 * float(np.einsum("ij,ij->", H[i:e, :i], G[:, :i]))
+        total += float(np.einsum("ij,ij->", H[i:e, i:e], G[:, i:e]))
+    return total
+
+
 def layer_error(W, Q, L=None, R=None, *, X=None, H=None, lam: float = 0.0) -> float:
     """Damped layer error ``tr(D^T H D) + lam ||D||_F^2`` (``lam = 0``: the error ``E``).
 
@@ -192,7 +217,7 @@ def evaluate_validated(W, Q, L, R, X, H, lam: float) -> Objective:
         if X is not None:
             E, ref = float(np.sum((X @ D) ** 2)), float(np.sum((X @ W) ** 2))
         else:
-            E, ref = _trace_quad(H, D), _trace_quad(H, W)
+            E, ref = _trace_quad(H, D), _signal(H, W)
         damped = E + lam * float(np.sum(D * D))
     return _objective(W, X, H, E, damped, ref, lam)
 
@@ -227,7 +252,7 @@ def objective_from_damped(W, Q, L, R, H, lam: float, damped: float, damped_error
     ``(n - 1) eps`` of their sum; 3 roundings per term for ``D``, its square and ``lam``). It is used when
     ``b <= tol E``; otherwise ``E`` comes from the direct product
     (:func:`evaluate_validated`). ``||X W||^2`` (the relative error's reference)
-    is one product with ``H`` either way. Validated inputs (as :func:`evaluate_validated`).
+    is :func:`_signal` either way. Validated inputs (as :func:`evaluate_validated`).
     """
     with np.errstate(over="ignore", invalid="ignore"):
         D = residual(W, Q, L, R)
@@ -237,7 +262,7 @@ def objective_from_damped(W, Q, L, R, H, lam: float, damped: float, damped_error
     if not (np.isfinite(E) and E > 0 and bound <= tol * E):
         return evaluate_validated(W, Q, L, R, None, H, lam)
     with np.errstate(over="ignore", invalid="ignore"):
-        ref = _trace_quad(H, W)
+        ref = _signal(H, W)
     return _objective(W, None, H, E, damped, ref, lam)
 
 

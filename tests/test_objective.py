@@ -118,3 +118,39 @@ def test_scaling_X_by_c_scales_error_by_c_squared(layer):
     if ref_c > 0:  # rel = E / ||XW||^2: both parts scale by c^2, each within tol
         rel, rel_c = evaluate(W, Q, X=X).relative_error, evaluate(W, Q, X=c * X).relative_error
         assert abs(rel_c - rel) <= 2 * tol * (1 + rel) / ref_c
+
+
+@pytest.mark.parametrize("N, N_out", [(600, 700), (700, 600), (1030, 520), (300, 900)])
+def test_signal_routes_agree(N, N_out):
+    """``||X W||^2`` of a large layer from the lower block triangle of ``W W^T`` against the
+    product ``H W`` and against ``||X W||^2`` itself (rounding only); a small layer keeps the
+    product's bits exactly (every committed table was computed that way)."""
+    from gilora_theory.objective import _signal, _trace_quad
+    rng = np.random.default_rng(N + N_out)
+    X = rng.standard_normal((N + 40, N)) * np.logspace(0, -2, N)
+    H, W = X.T @ X, rng.standard_normal((N, N_out))
+    direct = float(np.sum((X @ W) ** 2))
+    got, product = _signal(H, W), _trace_quad(H, W)
+    tol = 4 * (N + N_out) * np.finfo(float).eps
+    assert abs(got - product) <= tol * product and abs(got - direct) <= tol * direct
+    if min(N, N_out) < 512:
+        assert got == product
+
+
+def test_signal_route_fails_without_the_off_diagonal_blocks(monkeypatch):
+    """The doubling of the off-diagonal blocks is what makes the blocked sum the whole
+    trace: a version that counts them once is caught by the comparison above."""
+    from gilora_theory import objective
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((700, 600))
+    H, W = X.T @ X, rng.standard_normal((600, 600))
+
+    def once(H, W):
+        total = 0.0
+        for i in range(0, W.shape[0], 512):
+            e = min(i + 512, W.shape[0])
+            G = W[i:e] @ W[:e].T
+            total += float(np.einsum("ij,ij->", H[i:e, :e], G))
+        return total
+    assert abs(once(H, W) - objective._trace_quad(H, W)) > 1e-6 * objective._trace_quad(H, W)
+    assert abs(objective._signal(H, W) - objective._trace_quad(H, W)) <= 1e-12 * objective._trace_quad(H, W)
