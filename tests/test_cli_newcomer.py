@@ -449,6 +449,22 @@ def test_subprocess_refusals_are_one_line_exit_2(tmp_path, layer):
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
 
 
+def _popen_as_from_a_terminal(argv):
+    """``Popen`` with SIGINT live in the child, as a terminal's Ctrl-C finds it.
+
+    A background job of a non-interactive shell (``pytest ... &``) starts with SIGINT
+    ignored; an ignored signal stays ignored across ``exec`` and Python then installs no
+    KeyboardInterrupt handler, so the child would never see the test's SIGINT. A handled
+    signal is reset to its default across ``exec``: this process handles it while the
+    child starts, then its own disposition is restored.
+    """
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_ctrl_c_is_one_line_exit_130_and_the_sweep_resumes(tmp_path):
     """Item 9: SIGINT to a running sweep (2 workers): one line, exit 130, no traceback;
     the same command then finishes the sweep."""
@@ -459,11 +475,12 @@ def test_ctrl_c_is_one_line_exit_130_and_the_sweep_resumes(tmp_path):
         "ranks": [1, 4], "seeds": [0, 1, 2], "options": {"rounds": 3}}))
     out = tmp_path / "s"
     argv = [*CLI, "sweep", str(cfg), "--out", str(out), "--workers", "2", "--no-progress"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _popen_as_from_a_terminal(argv)
     deadline = time.monotonic() + 300
     while not (out / "runs").exists() or not list((out / "runs").glob("*.json")):
         assert time.monotonic() < deadline and proc.poll() is None, "no run finished"
         time.sleep(0.1)
+    assert proc.poll() is None, "the sweep ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr
