@@ -252,7 +252,7 @@ def objective_from_damped(W, Q, L, R, H, lam: float, damped: float, damped_error
     ``(n - 1) eps`` of their sum; 3 roundings per term for ``D``, its square and ``lam``). It is used when
     ``b <= tol E``; otherwise ``E`` comes from the direct product
     (:func:`evaluate_validated`). ``||X W||^2`` (the relative error's reference)
-    is :func:`_signal` either way. Validated inputs (as :func:`evaluate_validated`).
+    is ``_signal`` (private, in this module) either way. Validated inputs (as :func:`evaluate_validated`).
     """
     with np.errstate(over="ignore", invalid="ignore"):
         D = residual(W, Q, L, R)

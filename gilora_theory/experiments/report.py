@@ -274,7 +274,7 @@ def run_check(out_dir, *, quick: bool = False, seed: int = 0, claims=None, live:
 def limited_threads(n: int):
     """At most ``n`` threads in the BLAS/OpenMP libraries loaded now, and in torch if loaded.
 
-    :func:`threadpoolctl.threadpool_limits` reaches only the libraries already
+    ``threadpoolctl.threadpool_limits`` reaches only the libraries already
     loaded when it is entered; enter it again after loading more (torch).
     The previous limits are restored on exit.
     """
