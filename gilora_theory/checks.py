@@ -59,7 +59,7 @@ from .bidup import bid_up
 from .gilora import GILoRAResult, augmented_hessian, gilora, schur_complement
 from .gptq import GPTQResult, dead_channel_convention, gptq, gptq_loop, psi_factor
 from .grid import Grid, check_grid
-from .objective import eigvalsh_kept, evaluate, hessian, resolve_lam
+from .objective import eigvalsh_kept, evaluate, hessian, norm2_kept, resolve_lam
 from .olrc import olrc
 
 __all__ = [
@@ -139,13 +139,6 @@ def _cond(A: np.ndarray, shift: float = 0.0) -> tuple[float, float, float]:
     e = eigvalsh_kept(A)
     lo, hi = float(max(e[0] + shift, 0.0)), float(max(e[-1] + shift, 0.0))
     return (hi / lo if lo > 0 else np.inf), lo, hi
-
-
-def _sym_norm2(A: np.ndarray, shift: float = 0.0) -> float:
-    """``||A + shift I||_2`` of a symmetric ``A``: its largest eigenvalue in magnitude (kept by
-    :func:`eigvalsh_kept`), where ``np.linalg.norm(., 2)`` would take a full SVD each time."""
-    e = eigvalsh_kept(A)
-    return float(max(abs(e[0] + shift), abs(e[-1] + shift)))
 
 
 def _prepared(W: np.ndarray, H: np.ndarray, dead_channels: bool):
@@ -489,7 +482,7 @@ def check_ridge_solution(W, H, result: GILoRAResult, *, dead_channels: bool = Tr
     B = L.T @ (H @ D)
     nL = float(np.linalg.norm(L, 2)) if L.size else 0.0
     denom = (float(np.linalg.norm(K, 2)) if K.size else 0.0) * float(np.linalg.norm(R)) + (
-        nL * _sym_norm2(H) * (float(np.linalg.norm(D)) + float(np.linalg.norm(Wd))))
+        nL * norm2_kept(H) * (float(np.linalg.norm(D)) + float(np.linalg.norm(Wd))))
     eta = float(np.linalg.norm(K @ R - B)) / denom if denom > 0 else 0.0
     R_ridge = np.linalg.solve(K, B)
     nR = float(np.linalg.norm(R_ridge))
@@ -691,7 +684,7 @@ def check_bidup_argmin(target, Q0, H, grid: Grid, *, lam: float, rows=None) -> C
         if excess[k] - tol[k] > worst_excess - worst_tol:
             worst_excess, worst_tol = float(excess[k]), float(tol[k])
     f0, f1 = res.trace
-    mono_tol = _C * N * _EPS * _sym_norm2(H, lam) * (np.linalg.norm(T) + np.linalg.norm(Q0)) ** 2
+    mono_tol = _C * N * _EPS * norm2_kept(H, lam) * (np.linalg.norm(T) + np.linalg.norm(Q0)) ** 2
     ok = not bad and f1 <= f0 + mono_tol
     return _inequality("bidup_argmin", worst_excess, 0.0, worst_tol,
                        f"{len(bad)} non-minimal updates {bad[:3]}; f {f0:.6g} -> {f1:.6g} "
@@ -785,7 +778,7 @@ def check_refine_trace(W, H, result, *, index: int = -1) -> CheckResult:
     nL = float(np.linalg.norm(result.L, 2)) if np.size(result.L) else 0.0
     size = float(np.linalg.norm(W)) + float(np.linalg.norm(result.Q)) + nL * float(
         np.linalg.norm(result.R))
-    tol = _C * W.shape[0] * _EPS * _sym_norm2(H, result.lam) * size ** 2
+    tol = _C * W.shape[0] * _EPS * norm2_kept(H, result.lam) * size ** 2
     return _identity("refine_trace", obj.damped_error, ref, tol,
                      f"F of the returned (Q, L, R) {obj.damped_error:.10g} vs trace[{index}] "
                      f"{ref:.10g}")

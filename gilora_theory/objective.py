@@ -327,6 +327,13 @@ def eigvalsh_kept(H: np.ndarray) -> np.ndarray:
     return _memo.memo("eigvalsh", H, _eigvalsh)
 
 
+def norm2_kept(A: np.ndarray, shift: float = 0.0) -> float:
+    """``||A + shift I||_2`` of a symmetric ``A``: its largest eigenvalue in magnitude, from
+    :func:`eigvalsh_kept` (a tolerance's ``||H_lam||_2`` without a full SVD each time)."""
+    e = eigvalsh_kept(A)
+    return float(max(abs(e[0] + shift), abs(e[-1] + shift)))
+
+
 def _eigvalsh(H: np.ndarray) -> np.ndarray:
     return scipy.linalg.eigvalsh(H, check_finite=False)
 

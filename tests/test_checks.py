@@ -106,15 +106,16 @@ def test_tie_detection_tells_a_midpoint_from_a_real_difference():
 
 
 def test_spectral_norm_and_condition_from_kept_eigenvalues():
-    """``_sym_norm2`` and ``_cond`` (eigenvalues of ``H`` kept, shifted by ``lam``) against a
+    """``norm2_kept`` and ``_cond`` (eigenvalues of ``H`` kept, shifted by ``lam``) against a
     second route: the SVD of ``H + lam I`` and the eigenvalues of the damped matrix itself."""
-    from gilora_theory.checks import _cond, _sym_norm2
+    from gilora_theory.checks import _cond
+    from gilora_theory.objective import norm2_kept
     rng = np.random.default_rng(5)
     X = rng.standard_normal((50, 30)) * np.logspace(0, -3, 30)
     for H, lam in ((X.T @ X, 0.0), (X.T @ X, 0.37), (-np.diag(np.arange(1.0, 6.0)), 0.5)):
         G = H + lam * np.eye(H.shape[0])
         tol = 64 * H.shape[0] * np.finfo(float).eps * np.abs(G).max()
-        assert abs(_sym_norm2(H, lam) - np.linalg.norm(G, 2)) <= tol
+        assert abs(norm2_kept(H, lam) - np.linalg.norm(G, 2)) <= tol
     H = X.T @ X
     e = np.linalg.eigvalsh(H + 0.01 * np.eye(30))
     kappa, lo, hi = _cond(H, 0.01)

@@ -35,7 +35,7 @@ from ..gilora import gilora
 from ..gptq import gptq
 from ..grid import fit_grid
 from ..methods import NEEDS_X_ABS_MEAN, compress
-from ..objective import evaluate, resolve_lam
+from ..objective import evaluate, norm2_kept, resolve_lam
 from ..olrc import olrc
 
 __all__ = ["ClaimResult", "PaperData", "VERDICTS", "CLAIMS", "iter_claims", "run_claim",
@@ -441,7 +441,7 @@ def _rows_checked(data: PaperData, lay):
 
 def _trace_scale(lay, lam: float) -> float:
     """``N ||H_lam||_2 ||W||_F^2``: the size of the computations behind a trace value."""
-    return lay.W.shape[0] * checks._sym_norm2(lay.H, lam) * float(np.sum(lay.W ** 2))
+    return lay.W.shape[0] * norm2_kept(lay.H, lam) * float(np.sum(lay.W ** 2))
 
 
 def c09_refinement_monotone(data: PaperData, *, refine_fn=refine) -> ClaimResult:
