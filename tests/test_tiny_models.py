@@ -160,6 +160,60 @@ def test_write_back_round_trip_merged_and_branch(arch, folders):
     assert ta.output_shift(model, ta.reconstructed(model, broken, branch=True), batches).hidden_relative_error > 1e-6
 
 
+def _perturbed(model, names, seed=0):
+    rng = np.random.default_rng(seed)
+    layers = ta.linear_layers(model)
+    out = {}
+    for n in names:
+        W = ta.weight_matrix(layers[n])
+        out[n] = (W + 0.05 * rng.standard_normal(W.shape), np.zeros((W.shape[0], 0)),
+                  np.zeros((0, W.shape[1])))
+    return out
+
+
+def _calls(model, name):
+    """Counter of forward calls of the linear layer ``name`` of ``model``."""
+    count = [0]
+    ta.linear_layers(model)[name].register_forward_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+    return count
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_candidates_start_at_the_first_changed_block(arch, folders):
+    """``hidden_states(changing=...)`` lets ``output_shift`` skip the blocks before the first
+    changed one: the same bits as the whole forward, and block 0 never runs. A candidate
+    that also changed block 0 runs whole: skipping would give other numbers (the guard can
+    fail, and it matters)."""
+    loaded = ta.load_model(str(folders[arch]))
+    model = loaded.model
+    batches = ta.model_batches(loaded, sequences=4, seq_len=10, batch_size=2,
+                               text=None if arch == "vit" else _TEXT)
+    names = list(ta.linear_layers(model))
+    block = [n.split(".") for n in names]
+    late = [n for n, p in zip(names, block) if "1" in p]
+    early = [n for n, p in zip(names, block) if "0" in p]
+    assert late and early
+    kept = ta.hidden_states(model, batches, changing=late)
+    assert kept.prefix is not None and kept.prefix.start == 1
+    assert all(torch.equal(a, b) for a, b in zip(kept, ta.hidden_states(model, batches)))
+    assert ta.hidden_states(model, batches, changing=early + late).prefix is None
+    with pytest.raises(ValueError, match="changing"):
+        ta.hidden_states(model, batches, changing=["no.such.layer"])
+
+    cand = ta.reconstructed(model, _perturbed(model, late))
+    whole = ta.output_shift(model, cand, batches)
+    ran = _calls(cand, early[0])
+    fast = ta.output_shift(model, cand, batches, reference_hidden=kept)
+    assert fast == whole and ran[0] == 0 and whole.hidden_relative_error > 0
+
+    both = ta.reconstructed(model, _perturbed(model, [early[0]] + late))
+    ran = _calls(both, early[0])
+    guarded = ta.output_shift(model, both, batches, reference_hidden=kept)
+    assert ran[0] > 0 and guarded == ta.output_shift(model, both, batches)
+    skipped = ta._forward_hidden(both, ta._hidden_batches(model, batches), kept.prefix)
+    assert not all(torch.equal(a, b) for a, b in zip(skipped, ta.hidden_states(both, batches)))
+
+
 def test_padding_never_enters_H(folders):
     """Unequal lengths in one padded batch: H is X^T X of the unpadded rows exactly."""
     model = ta.load_model(str(folders["bert"])).model

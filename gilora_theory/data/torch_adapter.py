@@ -65,7 +65,7 @@ from ..storage import storage
 
 __all__ = [
     "linear_layers", "weight_matrix", "Capture", "capture", "layers_from_capture",
-    "LowRankBranch", "reconstructed", "OutputShift", "output_shift", "hidden_states", "LayerError",
+    "LowRankBranch", "reconstructed", "OutputShift", "output_shift", "hidden_states", "HiddenStates", "LayerError",
     "ModelError", "model_error", "import_hessian", "load_minilm", "token_batches",
     "extract", "versions", "MANIFEST", "MODELS", "extract_model", "evaluate_model", "rebuild_bundle",
     "input_rows", "image_batches", "LoadedModel", "load_model", "read_text", "model_batches",
@@ -473,19 +473,152 @@ def _mean_pool(Y: torch.Tensor, batch) -> torch.Tensor:
     return (Y * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
-def hidden_states(model: torch.nn.Module, batches) -> list:
+class HiddenStates(list):
+    """A reference's final hidden states (a list: one float64 (B, T, d) tensor per batch).
+
+    ``prefix`` is None, or what lets :func:`output_shift` start a candidate at the
+    first block it may change (:func:`hidden_states` with ``changing``).
+    """
+
+    def __init__(self, hidden, prefix: "_Prefix | None" = None):
+        super().__init__(hidden)
+        self.prefix = prefix
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    """Blocks ``blocks[:start]`` of the ``torch.nn.ModuleList`` at path ``blocks`` are
+    unchanged in the candidates; ``outputs`` holds what ``blocks[start - 1]`` returned
+    on each batch of the reference run (cloned tensors)."""
+
+    blocks: str
+    start: int
+    outputs: list
+
+
+def hidden_states(model: torch.nn.Module, batches, *, changing=None) -> HiddenStates:
     """Final hidden states of ``model`` on ``batches`` in float64, one (B, T, d) tensor per batch.
 
     What :func:`output_shift` computes of its ``reference``; pass it as
     ``reference_hidden`` when one reference is compared with many candidates.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    batches : iterable
+        As for :func:`output_shift`.
+    changing : iterable of str, optional
+        Names (:func:`linear_layers`) of the only layers the candidates will
+        change. When they all sit in blocks ``start >= 1`` and later of one
+        ``torch.nn.ModuleList`` (e.g. ``encoder.layer.5.*``: ``start = 5``), the
+        outputs of block ``start - 1`` are kept, and :func:`output_shift` runs a
+        candidate from block ``start`` on: its earlier blocks return the kept
+        outputs instead of computing them again. It does so only when everything
+        outside ``blocks[start:]`` (parameters, buffers, module types) equals the
+        reference's, and otherwise runs the whole model; the numbers are the same
+        bits either way. This assumes, as sequential models do, that the blocks run
+        in order, once per forward, and that block ``start`` sees only what block
+        ``start - 1`` returned plus what the model computes outside the blocks.
     """
-    return _forward_hidden(model, _hidden_batches(model, batches))
+    batches = _hidden_batches(model, batches)
+    where = None if changing is None else _first_block(model, changing)
+    if where is None:
+        return HiddenStates(_forward_hidden(model, batches))
+    path, start = where
+    outputs = []
+    hook = model.get_submodule(path)[start - 1].register_forward_hook(
+        lambda _m, _a, out: outputs.append(_clone_output(out)))
+    try:
+        hidden = _forward_hidden(model, batches)
+    finally:
+        hook.remove()
+    if len(outputs) != len(batches) or any(o is None for o in outputs):
+        return HiddenStates(hidden)          # a block ran more or less than once, or odd output
+    return HiddenStates(hidden, _Prefix(path, start, outputs))
 
 
-def _forward_hidden(model, batches: list) -> list:
+def _first_block(model, names) -> tuple | None:
+    """``(path, start)``: the ``ModuleList`` holding every layer of ``names`` and the lowest
+    block index among them; None if they are not all in one list, or ``start`` is 0."""
+    layers = linear_layers(model)
+    unknown = sorted(set(names) - set(layers))
+    if unknown:
+        raise ValueError(f"changing must name linear layers of the model; unknown: {unknown[:5]}")
+    found = set()
+    for name in names:
+        parts = name.split(".")
+        for k in range(1, len(parts) - 1):
+            if isinstance(model.get_submodule(".".join(parts[:k])), torch.nn.ModuleList) \
+                    and parts[k].isdigit():
+                found.add((".".join(parts[:k]), int(parts[k])))
+                break
+        else:
+            return None
+    paths = {p for p, _ in found}
+    if len(paths) != 1:
+        return None
+    start = min(i for _, i in found)
+    return (paths.pop(), start) if start >= 1 else None
+
+
+def _clone_output(out):
+    """A copy of a block's output (a tensor, or a tuple / list of tensors and None); None if other."""
+    if isinstance(out, torch.Tensor):
+        return out.clone()
+    if isinstance(out, (tuple, list)) and all(o is None or isinstance(o, torch.Tensor) for o in out):
+        return type(out)(None if o is None else o.clone() for o in out)
+    return None
+
+
+def _outside(name: str, prefix: _Prefix) -> bool:
+    """``name`` (of a parameter, buffer or module) lies outside ``blocks[start:]``."""
+    head = prefix.blocks + "."
+    if not name.startswith(head):
+        return True
+    index = name[len(head):].split(".", 1)[0]
+    return not (index.isdigit() and int(index) >= prefix.start)
+
+
+def _same_outside(reference, candidate, prefix: _Prefix) -> bool:
+    """Every parameter, buffer and module type outside ``blocks[start:]`` of ``candidate``
+    equals ``reference``'s (names included), and ``blocks`` is a ``ModuleList`` in both."""
+    def state(m):
+        return {n: t for it in (m.named_parameters(remove_duplicate=False),
+                                m.named_buffers(remove_duplicate=False))
+                for n, t in it if _outside(n, prefix)}
+
+    def types(m):
+        return {n: type(x) for n, x in m.named_modules(remove_duplicate=False) if _outside(n, prefix)}
+
+    a, b = state(reference), state(candidate)
+    return (types(reference) == types(candidate) and a.keys() == b.keys()
+            and all(a[n].dtype == b[n].dtype and torch.equal(a[n], b[n]) for n in a))
+
+
+def _forward_hidden(model, batches: list, prefix: _Prefix | None = None) -> list:
     """Final hidden states in float64 of ``model`` on batches already prepared by
-    :func:`_hidden_batches`."""
-    return [_hidden(o).to(torch.float64) for o in _run_batches(model, batches)]
+    :func:`_hidden_batches`; with ``prefix``, blocks before ``prefix.start`` return the kept
+    outputs (a fresh copy per call) instead of running."""
+    if prefix is None:
+        return [_hidden(o).to(torch.float64) for o in _run_batches(model, batches)]
+    at = {"batch": -1}
+
+    def kept(*_args, **_kwargs):
+        return _clone_output(prefix.outputs[at["batch"]])
+
+    skipped = {id(b): b for b in list(model.get_submodule(prefix.blocks))[:prefix.start]}
+    saved = {k: b.__dict__.get("forward") for k, b in skipped.items()}
+    for b in skipped.values():
+        b.forward = kept
+    try:
+        outs = _run_batches(model, batches, before=lambda _b: at.__setitem__("batch", at["batch"] + 1))
+    finally:
+        for k, b in skipped.items():
+            if saved[k] is None:
+                del b.forward
+            else:
+                b.forward = saved[k]
+    return [_hidden(o).to(torch.float64) for o in outs]
 
 
 def _hidden_batches(model, batches) -> list:
@@ -506,7 +639,8 @@ def output_shift(reference: torch.nn.Module, candidate: torch.nn.Module, batches
     a transformers causal LM is run with ``output_hidden_states=True`` and its
     last hidden state is compared. ``reference_hidden``: :func:`hidden_states` of
     ``reference`` on the same ``batches``, computed once for many candidates
-    (default: computed here).
+    (default: computed here); one made with ``changing`` also lets the candidate
+    skip the blocks before the first changed one.
     Metrics are accumulated in float64; see :class:`OutputShift`.
     """
     batches = _hidden_batches(reference, batches)
@@ -514,7 +648,11 @@ def output_shift(reference: torch.nn.Module, candidate: torch.nn.Module, batches
     if len(Y) != len(batches):
         raise ValueError(f"reference_hidden must hold one tensor per batch ({len(batches)}); "
                          f"got {len(Y)}")
-    Yc = _forward_hidden(candidate, batches)
+    prefix = getattr(reference_hidden, "prefix", None)
+    if prefix is not None and not (len(prefix.outputs) == len(batches)
+                                   and _same_outside(reference, candidate, prefix)):
+        prefix = None
+    Yc = _forward_hidden(candidate, batches, prefix)
     E = torch.cat([_mean_pool(y, b) for y, b in zip(Y, batches)])
     Ec = torch.cat([_mean_pool(y, b) for y, b in zip(Yc, batches)])
     flat, flat_c = (torch.cat([y.reshape(-1, y.shape[-1]) for y in ys]) for ys in (Y, Yc))

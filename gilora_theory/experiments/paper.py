@@ -962,7 +962,9 @@ def _c16_layers(data: PaperData) -> tuple:
     calib = ta.token_batches(tokenizer, sequences=16 if data.quick else 64, seq_len=128)
     held = ta.token_batches(tokenizer, sequences=32, seq_len=128, part="heldout")
     layers = tuple(ta.layers_from_capture(model, ta.capture(model, calib, names=names)))
-    return layers, (ta, model, held, ta.hidden_states(model, held))   # the reference's, once
+    # the reference's, once; candidates change only these layers, so their held-out
+    # forwards start at the first block holding one (quick: MiniLM's last block)
+    return layers, (ta, model, held, ta.hidden_states(model, held, changing=names))
 
 
 def _c16_model_metrics(live, layers, choice, memo) -> dict:
