@@ -341,7 +341,7 @@ def _identity_tol(M: np.ndarray, D_aug: np.ndarray, step_sum: float, W_norm: flo
     n = M.shape[0]
     absD = np.abs(D_aug)
     quad = float(np.einsum("ij,ij->", absD, np.abs(M) @ absD))
-    ev = scipy.linalg.eigvalsh(M, check_finite=False)
+    ev = eigvalsh_kept(M)          # kept per bytes of M: the chains at several bit-widths share it
     if ev[0] <= 0:
         return float("inf")
     feedback = np.sqrt(n * ev[-1] / ev[0]) * step_sum + np.sqrt(ev[-1] * step_sum) * W_norm
