@@ -112,6 +112,24 @@ def test_measured_surface_is_compress_error_and_cache_resumes(toy, tmp_path, mon
     assert len(calls) == 6 and np.array_equal(more.error[:, :2], s.error)
 
 
+def test_on_compression_hands_over_each_run_once(toy, tmp_path):
+    """Each compression the measured surface runs reaches ``on_compression`` once, with the
+    candidate as given (rank 40 stays 40, capped only for ``compress``) and the very run whose
+    error enters the surface; entries read from the cache are not handed over."""
+    seen = {}
+    s = al.error_surface(toy, by="measured", bits=(3,), ranks=(0, 40), cache=tmp_path,
+                         on_compression=lambda name, b, r, made: seen.setdefault((name, b, r), made))
+    assert sorted(seen) == sorted((lay.name, 3, r) for lay in toy for r in (0, 40))
+    for i, lay in enumerate(toy):
+        for k, r in enumerate((0, 40)):
+            made = seen[lay.name, 3, r]
+            assert made.objective.error == s.error[i, k] and made.L.shape[1] == min(r, *lay.W.shape)
+    again = []
+    al.error_surface(toy, by="measured", bits=(3,), ranks=(0, 40), cache=tmp_path,
+                     on_compression=lambda *a: again.append(a))
+    assert again == []
+
+
 def test_stale_cache_of_other_weights_is_not_reused(toy, tmp_path):
     al.error_surface(toy[:1], by="measured", bits=(3,), ranks=(0,), cache=tmp_path)
     path = next(tmp_path.glob("*.json"))
@@ -186,17 +204,24 @@ def test_c16_fails_a_solver_that_is_not_optimal(c16_data):
     assert res.verdict == "FAIL" and res.metrics["measured_beaten"] > 0
 
 
-def test_c16_runs_one_model_forward_per_distinct_allocation(c16_data, monkeypatch):
+@pytest.mark.parametrize("keep_bytes", [None, 0])
+def test_c16_runs_one_model_forward_per_distinct_allocation(c16_data, monkeypatch, keep_bytes):
     """Rules (and budgets) that choose the same allocation share one held-out forward, every
-    row carries the metrics of its own allocation (tied to the row by its recounted bits),
-    and merged weights are kept only for the current budget's allocations."""
+    row carries the metrics of its own allocation (tied to the row by its recounted bits).
+    Small models: every candidate's merged weights come from the measured surface's own
+    compressions (none is compressed again). Beyond ``_C16_KEEP_BYTES``: merged weights are
+    kept only for the current budget's allocations."""
     from gilora_theory.experiments import paper
-    calls, kept = [], []
+    if keep_bytes is not None:
+        monkeypatch.setattr(paper, "_C16_KEEP_BYTES", keep_bytes)
+    calls, kept, missing, first = [], [], [], {}
 
     def fake_metrics(live, layers, choice, merged):
         assert live == "model"
         kept.append(len(merged))
+        first.update({} if first else {k: v for k, v in merged.items() if v is not None})
         calls.append(tuple(map(tuple, choice)))
+        missing.extend(k for k in ((lay.name, *c) for lay, c in zip(layers, choice)) if k not in merged)
         merged.update({(lay.name, *c): None for lay, c in zip(layers, choice)})
         return {"hidden_relative_error": float(len(calls))}
     monkeypatch.setattr(paper, "_c16_layers", lambda data: (data.layers, "model"))
@@ -208,7 +233,13 @@ def test_c16_runs_one_model_forward_per_distinct_allocation(c16_data, monkeypatc
     n_weights = sum(a * b for a, b in shapes)
     for bits, k in zip(df.effective_bits, df.hidden_relative_error):
         assert al.recount_bits(shapes, calls[int(k) - 1]) / n_weights == bits
-    assert max(kept) <= 3 * len(c16_data.layers)
+    if keep_bytes is None:
+        assert missing == [] and set(kept) == {len(c16_data.layers) * 3 * 2}   # bits 2-4, ranks 0, 16
+        lay = c16_data.layers[-1]                    # kept = what compressing again would give
+        assert np.array_equal(first[lay.name, 3, 16],
+                              paper._merged(compress(lay.W, lay.H, "gilora", 3, 16)))
+    else:
+        assert missing and max(kept) <= 3 * len(c16_data.layers)
 
 
 def test_allocation_figure_draws_one_line_per_rule(c16_data):

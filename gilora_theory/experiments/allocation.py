@@ -105,7 +105,7 @@ def _costs(shapes, candidates) -> np.ndarray:
 
 def error_surface(layers, *, by: str = "bound", bits=DEFAULT_BITS, ranks=DEFAULT_RANKS,
                   method: str = "gilora", damp: float = 0.01, cache=None,
-                  progress=None) -> Surface:
+                  progress=None, on_compression=None) -> Surface:
     """The predicted error of every layer at every candidate ``(b, r)``.
 
     Parameters
@@ -124,6 +124,11 @@ def error_surface(layers, *, by: str = "bound", bits=DEFAULT_BITS, ranks=DEFAULT
         a hash of ``W``, ``H``, method and damping); reruns reuse finished entries.
     progress : callable, optional
         Wraps the layer loop (e.g. ``tqdm``).
+    on_compression : callable, optional
+        Measured surface only: called as ``on_compression(name, b, r, compression)``
+        with each :class:`~gilora_theory.methods.Compression` it computes (not for
+        entries read from ``cache``), ``(b, r)`` the candidate as given, e.g. to keep
+        reconstructions a caller would otherwise compute again.
 
     Returns
     -------
@@ -143,7 +148,7 @@ def error_surface(layers, *, by: str = "bound", bits=DEFAULT_BITS, ranks=DEFAULT
         W = _v.as_matrix(f"W of {lay.name}", lay.W)
         H = _v.check_hessian(lay.H, W.shape[0])
         rows.append(_bound_row(W, H, cand, alpha) if by == "bound"
-                    else _measured_row(W, H, lay.name, cand, method, alpha, cache))
+                    else _measured_row(W, H, lay.name, cand, method, alpha, cache, on_compression))
     shapes = tuple(tuple(int(n) for n in np.shape(lay.W)) for lay in layers)
     error = np.array(rows, dtype=np.float64)
     _v.check_finite_output(f"the {by} error surface", "Check the layers' W and H.", error=error)
@@ -168,8 +173,9 @@ def _fingerprint(W, H, method, alpha) -> str:
     return h.hexdigest()
 
 
-def _measured_row(W, H, name, cand, method, alpha, cache) -> list:
-    """Measured errors, read from and written to ``cache/<name>.json`` after every run."""
+def _measured_row(W, H, name, cand, method, alpha, cache, on_compression=None) -> list:
+    """Measured errors, read from and written to ``cache/<name>.json`` after every run;
+    each compression run is handed to ``on_compression`` (when given)."""
     key = _fingerprint(W, H, method, alpha)
     path = None if cache is None else Path(cache) / f"{name.replace('/', '_')}.json"
     done = {}
@@ -180,11 +186,14 @@ def _measured_row(W, H, name, cand, method, alpha, cache) -> list:
         except (OSError, ValueError, KeyError, AttributeError):
             done = {}
     out = []
-    for b, r in cand:
-        r = min(r, *W.shape)
+    for b, r_cand in cand:
+        r = min(r_cand, *W.shape)
         tag = f"{b},{r}"
         if tag not in done:
-            done[tag] = compress(W, H, method, b, r, damp=alpha).objective.error
+            made = compress(W, H, method, b, r, damp=alpha)
+            if on_compression is not None:
+                on_compression(name, b, r_cand, made)
+            done[tag] = made.objective.error
             if path is not None:
                 write_json(path, {"name": name, "method": method, "damp": alpha, "key": key,
                                   "errors": done})

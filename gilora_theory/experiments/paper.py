@@ -967,6 +967,16 @@ def _c16_layers(data: PaperData) -> tuple:
     return layers, (ta, model, held, ta.hidden_states(model, held, changing=names))
 
 
+_C16_KEEP_BYTES = 256 * 2 ** 20
+"""Largest size of every candidate's merged weights (float32) that C16 keeps from its measured
+surface (quick: about 42 MB); beyond it (full: about 850 MB) they are computed again per budget."""
+
+
+def _merged(made) -> np.ndarray:
+    """``Q + L R`` of a compression in the model's float32 (what the live model runs)."""
+    return (made.Q + made.L @ made.R).astype(np.float32)
+
+
 def _c16_model_metrics(live, layers, choice, memo) -> dict:
     """Held-out output shift of MiniLM with ``layers`` compressed by GILoRA at ``choice``."""
     if live is None:
@@ -974,9 +984,8 @@ def _c16_model_metrics(live, layers, choice, memo) -> dict:
     ta, model, held, reference = live
     parts = {}
     for lay, (b, r) in zip(layers, choice):
-        if (lay.name, b, r) not in memo:  # merged Q + L R in the model's float32
-            c = compress(lay.W, lay.H, "gilora", b, r)
-            memo[lay.name, b, r] = (c.Q + c.L @ c.R).astype(np.float32)
+        if (lay.name, b, r) not in memo:
+            memo[lay.name, b, r] = _merged(compress(lay.W, lay.H, "gilora", b, r))
         M = memo[lay.name, b, r]
         parts[lay.name] = (M, np.zeros((M.shape[0], 0)), np.zeros((0, M.shape[1])))
     s = ta.output_shift(model, ta.reconstructed(model, parts), held, reference_hidden=reference)
@@ -1023,9 +1032,15 @@ def c16_allocation(data: PaperData, *, budgets=_C16_BUDGETS, solve_fn=None) -> C
     layers, live = _c16_layers(data)
     bits, ranks = ((2, 3, 4), (0, 16)) if data.quick else ((2, 3, 4, 5), (0, 8, 16, 32, 64))
     bound = al.error_surface(layers, by="bound", bits=bits, ranks=ranks)
-    measured = al.error_surface(layers, by="measured", bits=bits, ranks=ranks)
+    kept = {}  # (layer, b, r) -> merged weights of the measured surface's compressions
+    keep = None
+    if live is not None and 4 * len(bits) * len(ranks) * sum(lay.W.size for lay in layers) \
+            <= _C16_KEEP_BYTES:
+        def keep(name, b, r, made):
+            kept[name, b, r] = _merged(made)
+    measured = al.error_surface(layers, by="measured", bits=bits, ranks=ranks, on_compression=keep)
     rows, skipped = [], []
-    merged, shifts = {}, {}  # (layer, b, r) -> merged weights; choice -> model metrics
+    merged, shifts = dict(kept), {}  # (layer, b, r) -> merged weights; choice -> model metrics
     for B in budgets:
         try:
             allocs = {"bound": solve_fn(bound, B), "measured": solve_fn(measured, B),
@@ -1036,7 +1051,8 @@ def c16_allocation(data: PaperData, *, budgets=_C16_BUDGETS, solve_fn=None) -> C
         # merged weights are kept while a rule of this budget needs them (memory: at most
         # three models' weights); one held-out forward per distinct allocation
         needed = {(lay.name, *c) for a in allocs.values() for lay, c in zip(layers, a.choice)}
-        merged = {k: v for k, v in merged.items() if k in needed}
+        if not kept:
+            merged = {k: v for k, v in merged.items() if k in needed}
         for rule, a in allocs.items():
             key = tuple(map(tuple, a.choice))
             if key not in shifts:
