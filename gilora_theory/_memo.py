@@ -14,6 +14,10 @@ Held arrays are read-only; callers that hand them to users copy them
 (:func:`gilora_theory.objective.hessian_spectrum`). At most ``MAX_BYTES`` of
 arrays and ``MAX_ENTRIES`` results are kept, least recently used dropped
 first, so an LLM-sized ``H`` (1.2 GB at N = 12288) is never held beyond its call.
+The byte budget is what bounds memory; the entry cap is set high enough that
+small results (a PSD verdict, a spectrum's eigenvalues) are not pushed out by
+their own number: ``gilora-theory check --quick`` asks about some 1,300 distinct
+matrices, and a cap of 32 had it recompute a third of them.
 """
 from __future__ import annotations
 
@@ -26,10 +30,11 @@ import numpy as np
 MAX_BYTES = 512 * 2 ** 20
 """Largest total size of the arrays held (bytes)."""
 
-MAX_ENTRIES = 32
+MAX_ENTRIES = 4096
 """Largest number of results held."""
 
 _store: OrderedDict = OrderedDict()
+_held = [0]                       # bytes of the arrays in _store (kept with it, under _lock)
 _lock = threading.Lock()
 
 
@@ -78,9 +83,11 @@ def memo(kind: str, A: np.ndarray, compute, *args):
     if size > MAX_BYTES:
         return value
     with _lock:
-        _store[key] = value
-        while len(_store) > MAX_ENTRIES or sum(_nbytes(v) for v in _store.values()) > MAX_BYTES:
-            _store.popitem(last=False)
+        if key not in _store:          # another thread may have kept it meanwhile
+            _store[key] = value
+            _held[0] += size
+        while len(_store) > MAX_ENTRIES or _held[0] > MAX_BYTES:
+            _held[0] -= _nbytes(_store.popitem(last=False)[1])
     return value
 
 
@@ -88,3 +95,4 @@ def clear() -> None:
     """Forget every kept result."""
     with _lock:
         _store.clear()
+        _held[0] = 0

@@ -78,6 +78,30 @@ def test_results_larger_than_the_budget_are_not_kept(monkeypatch):
     assert len(_memo._store) == 5
 
 
+def test_many_small_results_stay_and_the_byte_count_stays_exact(monkeypatch):
+    """A few hundred small results are all kept (a cap of 32 recomputed a third of
+    ``check --quick``'s); the running byte count equals the held arrays' bytes through
+    evictions by size and by number, least recently used first."""
+    _memo.clear()
+    calls = []
+    mats = [np.full((4, 4), float(i)) for i in range(300)]
+    for _ in range(2):
+        for A in mats:
+            _memo.memo("few", A, lambda A: calls.append(1) or A[0].copy())
+    assert len(calls) == 300
+    monkeypatch.setattr(_memo, "MAX_BYTES", 10 * 32)       # ten 4-float vectors
+    new = np.full((4, 4), -1.0)
+    _memo.memo("few", new, lambda A: A[0].copy())             # evictions by size
+    assert len(_memo._store) == 10 and _memo._held[0] == 320
+    assert _memo._held[0] == sum(_memo._nbytes(v) for v in _memo._store.values())
+    monkeypatch.setattr(_memo, "MAX_ENTRIES", 3)
+    _memo.memo("few", mats[1], lambda A: A[0].copy())         # evictions by number
+    assert len(_memo._store) == 3 and _memo._held[0] == 96
+    assert [k[1][3] for k in _memo._store] == [_memo.digest(A)[3] for A in (mats[299], new, mats[1])]
+    _memo.clear()
+    assert _memo._held[0] == 0
+
+
 def _indefinite_after_psd():
     """The PSD test passes ``H`` (and keeps that), then is asked about ``H - c u u^T``
     (diagonal positive, indefinite) at the same tolerance: True if it refuses it."""
