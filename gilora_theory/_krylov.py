@@ -126,6 +126,12 @@ def _ritz(B, AB, T, k, r, rel_tol):
     return None, None, S
 
 
+_DENSE_ORDER = 2048
+"""Unseeded :func:`top_eigenpairs_explicit` on matrices of at most this order goes straight
+to LAPACK: on OLrC's flat Gram spectra (r = 32, 4-bit residuals of the benchmark layers,
+2 cores) ``?syevr`` took 0.07 s at n = 1024 and 0.5 s at 2048, where the filtered iteration
+took 0.55 s and 1.07 s; at 4096 the iteration is ahead (3.3-3.8 s against 3.7-5.2 s)."""
+
 _FILTER_GROWTH = 1e8
 """Cap on the Chebyshev filter's gain ``T_m(x_0)`` between orthonormalisations (see below)."""
 
@@ -142,6 +148,8 @@ def top_eigenpairs_explicit(G: np.ndarray, r: int, *, start: np.ndarray | None =
     cost of the dense solver) runs out, LAPACK's ``?syevr`` on the top ``r``
     indices is used instead (``route = "dense"``). ``start`` (``n x s``, ``s <= k``)
     seeds the block, e.g. the previous round's vectors in the refinement loop.
+    Without ``start`` and ``max_products``, a matrix of order ``n <= 2048``
+    (``_DENSE_ORDER``) goes to ``?syevr`` directly: there it is the faster route.
 
     Notes
     -----
@@ -161,6 +169,8 @@ def top_eigenpairs_explicit(G: np.ndarray, r: int, *, start: np.ndarray | None =
     n = G.shape[0]
     k = min(n, max(2 * r, r + 16))
     budget = max(16, 3 * n // k) if max_products is None else max_products
+    if start is None and max_products is None and n <= _DENSE_ORDER:
+        return _dense_top(G, r)
     tol_rel = n * np.finfo(np.float64).eps
     X = np.random.default_rng(0).standard_normal((n, k))
     if start is not None:
@@ -184,6 +194,12 @@ def top_eigenpairs_explicit(G: np.ndarray, r: int, *, start: np.ndarray | None =
         m = int(min(budget - products, max(1, np.arccosh(_FILTER_GROWTH) // np.arccosh(x0))))
         X = np.linalg.qr(_chebyshev_filter(G, X, m, c, e, x0))[0]
         GX, products = G @ X, products + m + 1
+    return _dense_top(G, r)
+
+
+def _dense_top(G: np.ndarray, r: int):
+    """LAPACK's ``?syevr`` on the top ``r`` indices: ``(theta, Y, "dense")``, descending."""
+    n = G.shape[0]
     theta, Y = scipy.linalg.eigh(G, subset_by_index=[n - r, n - 1], driver="evr",
                                  check_finite=False)
     return theta[::-1].copy(), Y[:, ::-1].copy(), "dense"

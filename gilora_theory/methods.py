@@ -307,10 +307,11 @@ def _gptq_with_factors(W, H, grid, lam, blocksize, route):
 
 
 def _psi_route_applies(shape: tuple[int, int], r: int) -> bool:
-    """Large layers only (``min(N, N_out) >= 512``, ``64 r <= min``): there the identity saves
-    products; a small layer keeps the reference routes (the same bits as the routines)."""
+    """Large layers only (``min(N, N_out) >= 512``, ``32 r <= min``, as OLrC's partial route):
+    there the identity saves products; a small layer keeps the reference routes (the same
+    bits as the routines)."""
     n = min(shape)
-    return n >= 512 and 64 * r <= n
+    return n >= 512 and 32 * r <= n
 
 
 PSI_ROUTE_TOL = 1e-10

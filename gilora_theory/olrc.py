@@ -76,9 +76,10 @@ SVD_ROUTES = ("full", "partial")
 
 
 def _partial_applies(shape: tuple[int, int], r: int) -> bool:
-    """The partial route is used for ``r >= 1``, ``min(N, N_out) >= 512`` and ``r <= min / 64``."""
+    """The partial route is used for ``r >= 1``, ``min(N, N_out) >= 512`` and ``r <= min / 32``
+    (at ``N = N_out = 1024``, ``r = 32``: Gram matrix and ``?syevr`` 0.12 s, full SVD 0.6 s)."""
     n = min(shape)
-    return r >= 1 and n >= 512 and 64 * r <= n
+    return r >= 1 and n >= 512 and 32 * r <= n
 
 
 def _gram_route(shape: tuple[int, int], r: int, lam: float, *,
@@ -253,7 +254,7 @@ def olrc(W, Q, H, rank: int, *, damp: float = 0.01, lam: float | None = None,
         (``B^T B``, or ``B B^T`` when ``B`` is wide) by Chebyshev-filtered
         subspace iteration, accepted only with residuals ``<= n eps a_1^2`` (``n``
         the Gram matrix's order), else LAPACK's ``?syevr`` for the top ``r``
-        eigenpairs of the same matrix; for ``n >= 512`` and ``r <= n / 64``
+        eigenpairs of the same matrix; for ``n >= 512`` and ``r <= n / 32``
         (otherwise the full route). The value is then the explicit residual
         ``||B - B V_r V_r^T||_F^2`` (exact to rounding like the full route) and
         ``singular_values`` holds ``a_1..a_r`` only.

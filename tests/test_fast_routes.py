@@ -75,18 +75,29 @@ def test_seeded_with_the_answer_it_certifies_at_once(gram512):
     _check_pairs(gram512, 8, theta, Y)
 
 
-def test_degenerate_spectra():
+def test_unseeded_small_orders_go_to_lapack_at_once(gram512):
+    """Order <= 2048 without a seed: LAPACK's subset directly (the faster route there on flat
+    spectra); a seed or an explicit budget still runs the filter."""
+    theta, Y, route = top_eigenpairs_explicit(gram512, 8)
+    assert route == "dense"
+    _check_pairs(gram512, 8, theta, Y)
+    _, V = _dense_top(gram512, 8)
+    assert top_eigenpairs_explicit(gram512, 8, start=V)[2] == "filtered"
+
+
+@pytest.mark.parametrize("max_products", [None, 400])      # LAPACK at once, and the filter
+def test_degenerate_spectra(max_products):
     rng = np.random.default_rng(3)
     n, r = 200, 6
-    theta, Y, _ = top_eigenpairs_explicit(2.5 * np.eye(n), r)      # every vector is a pair
+    theta, Y, _ = top_eigenpairs_explicit(2.5 * np.eye(n), r, max_products=max_products)
     assert np.max(np.abs(theta - 2.5)) <= 64 * n * EPS * 2.5 and np.max(np.abs(Y.T @ Y - np.eye(r))) <= 64 * n * EPS
     A = rng.standard_normal((n, 3))
     K = A @ A.T                                                       # rank 3 < r
-    theta, Y, _ = top_eigenpairs_explicit(K, r)
+    theta, Y, _ = top_eigenpairs_explicit(K, r, max_products=max_products)
     _check_pairs(K, r, theta, Y, gap_tol=False)
     assert np.all(np.abs(theta[3:]) <= 64 * n * EPS * theta[0])
     K = np.diag(np.r_[np.full(r + 2, 4.0), np.linspace(1.0, 0.0, n - r - 2)])  # tie at r
-    theta, Y, _ = top_eigenpairs_explicit(K, r)
+    theta, Y, _ = top_eigenpairs_explicit(K, r, max_products=max_products)
     _check_pairs(K, r, theta, Y, gap_tol=False)
     assert np.max(np.linalg.norm(Y[r + 2:], axis=0)) <= 64 * n * EPS  # inside the top cluster
 
