@@ -70,7 +70,7 @@ from gilora_theory.objective import hessian_spectrum
 from gilora_theory.olrc import _gram_route, _olrc, olrc
 from gilora_theory.provenance import provenance
 
-__all__ = ["Target", "Layer", "make_layer", "naive_gptq", "randomized_olrc", "measure", "scaling",
+__all__ = ["Target", "Layer", "make_layer", "naive_gptq", "randomized_olrc", "measure", "scaling", "size_targets",
            "llm_layers", "machine", "main"]
 
 
@@ -313,7 +313,7 @@ def _extra_note(reps: list[dict], num: str) -> str:
     if num == "gptq_olrc_public":
         widths = [rep["gptq_olrc_width"] for rep in reps]
         if not all(np.isfinite(widths)):
-            return "reference OLrC route (the Psi route needs min(N, N') >= 512 and 64 r <= it)"
+            return "reference OLrC route (the Psi route needs min(N, N') >= 512 and 32 r <= it)"
         return (f"route Psi T_r(E), certified relative width {float(np.median(widths)):.1e} "
                 "(tolerance 1e-10)")
     return ""
@@ -435,18 +435,37 @@ def exact_targets() -> list[Target]:
     return out
 
 
-def scaling(sizes, r: int, *, rng, reps4096: list[dict] | None = None) -> list[dict]:
-    """Rows ``(algorithm, N, seconds)``: one measurement per size (4096 reused if given)."""
-    rows = []
+def scaling(sizes, r: int, *, rng, reps4096: list[dict] | None = None) -> tuple[list, dict]:
+    """Rows ``(algorithm, N, seconds)``: one measurement per size (4096 reused if given),
+    and every size's times (``{N: measure(...)}``) for :func:`size_targets`."""
+    rows, times = [], {}
     for N in sizes:
         if N == 4096 and reps4096:
             t = {k: float(np.median([rep[k] for rep in reps4096])) for k in reps4096[0]}
         else:
             t = measure(make_layer(N), min(r, N // 8), rng=rng)
+        times[N] = t
         for key in ("gptq_algorithm", "gilora_public", "sweep_algorithm", "olrc_algorithm",
                     "round_algorithm", "gemm"):
             rows.append({"algorithm": key, "N": N, "seconds": t[key]})
-    return rows
+    return rows, times
+
+
+def size_targets(times: dict, N_main: int, r: int) -> list[Target]:
+    """Issue 15's OLrC targets at the scaling table's other sizes 1024 and 2048 (target 3
+    names them; one measurement each): OLrC given Q and ``gptq+olrc``, each <= 2 public
+    ``gptq()`` calls of the same run."""
+    out = []
+    for N in sorted(n for n in times if n in (1024, 2048) and n != N_main):
+        t, rank = times[N], min(r, N // 8)
+        for name, num in ((f"OLrC r={rank} given Q / GPTQ (public calls) at {N}",
+                           "olrc_given_q_public"),
+                          (f"compress gptq+olrc r={rank} / GPTQ (public calls) at {N}",
+                           "gptq_olrc_public")):
+            ratio = t[num] / t["gptq_public"]
+            out.append(Target(name, ratio, (ratio, ratio), 2.0, "<=",
+                              f"one run: {t[num]:.2f} s against {t['gptq_public']:.2f} s"))
+    return out
 
 
 def fitted_exponents(rows: list[dict]) -> dict:
@@ -595,8 +614,9 @@ def main(argv=None) -> int:
     slopes = {}
     if args.sizes:
         _note(f"scaling table {sorted(args.sizes)}")
-        rows = scaling(sorted(args.sizes), args.rank, rng=rng,
-                       reps4096=reps if args.N == 4096 else None)
+        rows, times = scaling(sorted(args.sizes), args.rank, rng=rng,
+                              reps4096=reps if args.N == 4096 else None)
+        targets += size_targets(times, args.N, args.rank)
         slopes = write_scaling(rows, args.out)
         print("fitted exponents (time ~ N^p):",
               json.dumps({k: round(v, 2) for k, v in slopes.items()}))

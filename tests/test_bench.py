@@ -37,6 +37,19 @@ def test_smoke_run_writes_table_figure_and_results(tmp_path, capsys):
     assert table[0] == "algorithm,N,seconds,fitted_exponent" and len(table) == 1 + 2 * 6
 
 
+def test_size_targets_grade_olrc_at_1024_and_2048_only():
+    """Target 3 at the scaling table's 1024 and 2048 (not at the main size, not at 512):
+    OLrC given Q and gptq+olrc against the same size's public gptq(), limit 2."""
+    t = {"olrc_given_q_public": 3.0, "gptq_olrc_public": 5.0, "gptq_public": 2.0}
+    out = bench.size_targets({512: t, 1024: t, 2048: t, 4096: t}, 4096, 32)
+    assert [x.name for x in out] == [
+        "OLrC r=32 given Q / GPTQ (public calls) at 1024", "compress gptq+olrc r=32 / GPTQ (public calls) at 1024",
+        "OLrC r=32 given Q / GPTQ (public calls) at 2048", "compress gptq+olrc r=32 / GPTQ (public calls) at 2048"]
+    assert [x.ratio for x in out] == [1.5, 2.5, 1.5, 2.5]
+    assert [x.passed for x in out] == [True, False, True, False]
+    assert bench.size_targets({1024: t}, 1024, 32) == []
+
+
 def test_row_by_row_loop_gives_the_blocked_q():
     layer = bench.make_layer(96, 40, bits=3, spectrum=False)
     H_lam = layer.H + layer.lam * np.eye(96)
