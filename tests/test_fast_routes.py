@@ -405,11 +405,11 @@ def test_psi_route_at_rank_zero_computes_no_svd(monkeypatch):
     assert 0 <= slack <= 1e-12 * value
 
 
-def test_olrc_given_q_takes_the_certified_cholesky_route(layer512, monkeypatch):
+@pytest.mark.parametrize("r", [8, 16])          # 16 = min / 32: the partial route's new edge
+def test_olrc_given_q_takes_the_certified_cholesky_route(layer512, monkeypatch, r):
     """OLrC given Q, no spectrum (issue 15, target 3): Psi = C^{-T}, E = C^T D; and its fallback."""
     olrc_module = sys.modules["gilora_theory.olrc"]
     layer, Q, G = layer512
-    r = 8
     full = olrc(layer.W, Q, layer.H, r, lam=layer.lam, spectrum=layer.spec, svd="full")
     used = []
     real = olrc_module._olrc_cholesky
