@@ -88,7 +88,7 @@ import scipy.linalg
 
 from . import _memo
 from . import _validation as _v
-from .gilora import DAMP_FROM, GILoRAResult, augmented_hessian, gilora
+from .gilora import DAMP_FROM, GILoRAResult, _augmented_hessian, gilora
 from .gptq import GPTQResult, gptq
 from .grid import Grid, check_grid, fit_grid
 from .lower_bounds import lower_bound
@@ -275,6 +275,11 @@ def bound_chain(W, H, grid: Grid, run, *, lam_cor39: float | None = None) -> Bou
     """
     W, H = _check_run(W, H, grid, run)
     lam_c = run.lam if lam_cor39 is None else _v.check_float("lam_cor39", lam_cor39)
+    return _run_chain(W, H, grid, run, lam_c)
+
+
+def _run_chain(W, H, grid, run, lam_c) -> BoundChain:
+    """:func:`bound_chain` for validated inputs (``run`` of this ``W``, ``H`` and ``grid``)."""
     gil = isinstance(run, GILoRAResult)
     N = W.shape[0]
     L = run.L if gil else np.zeros((N, 0))
@@ -293,7 +298,7 @@ def _chain(method, W, H, grid, run, L, R, lam_c) -> BoundChain:
     S_diag, t_diag, pinv_diag, sigma = _schur_and_closed(H, L, lam)
     e = np.clip(eigvalsh_kept(H)[::-1], 0.0, None)
     C = float(np.max(C_rows))
-    M = augmented_hessian(H, L)
+    M = _augmented_hessian(H, L)           # H validated by the caller
     M[np.diag_indices_from(M)] += lam
     D_aug = np.vstack([WQ, -R])
     n = N + r
@@ -427,7 +432,10 @@ def layer_bounds(W, H, bits: int, rank: int, *, damp: float = 0.01, beta: float 
     scale = float(np.sum(W * W))
     rho = _v.check_float("rho", rho, low=0.0, low_open=True)
     lb = scale * lower_bound(s_min, grid.bits, r, N, N_out, rho) if scale > 0 else 0.0
-    return LayerBounds(lam, bound_chain(W, H, grid, g), bound_chain(W, H, grid, gl), lb, s_min, grid)
+    # H, W and the grid are validated above and the runs are this layer's: the chains skip
+    # bound_chain's checks (the same bits; H is read as validated, exactly symmetric)
+    return LayerBounds(lam, _run_chain(W, H, grid, g, g.lam), _run_chain(W, H, grid, gl, gl.lam),
+                       lb, s_min, grid)
 
 
 def _smallest_eigenvalue(H: np.ndarray) -> float:
