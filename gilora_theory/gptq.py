@@ -207,6 +207,21 @@ def gptq(W, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None,
     return GPTQResult(run.Q, run.lam, run.psi_diag, run.step_terms, run.clipped, run.perm, route)
 
 
+def _gptq_refactored(W, H, grid, *, lam: float, blocksize: int, route: str, factor=None):
+    """:func:`gptq` with its defaults (no act-order, reference dead channels, ``damp_policy
+    "raise"``) on a validated ``H`` and ``lam``, for callers that quantize several ``W`` against
+    one ``H`` (CALDERA-style): returns ``(GPTQResult, factor)``; passing ``factor`` back skips
+    the factorisation of ``H_lam`` (the same ``Psi``: the same bits as calling :func:`gptq`)."""
+    W = _v.as_matrix("W", W)
+    _check_options(W, grid, blocksize, route, "raise")
+    Wd, Hd = _prepare(W, H, True)
+    run, Psi, _E = _run_keeping_factors(Wd, Hd, grid, W.shape[0], lam=lam, route=route,
+                                        blocksize=blocksize, act_order=False,
+                                        damp_policy="raise", factor=factor)
+    result = GPTQResult(run.Q, run.lam, run.psi_diag, run.step_terms, run.clipped, run.perm, route)
+    return result, (Psi, run.lam)
+
+
 def psi_factor(H_lam, *, route: str = "cholesky") -> np.ndarray:
     """Lower-triangular ``Psi`` with ``Psi Psi^T = H_lam^{-1}`` and positive diagonal.
 
@@ -411,10 +426,13 @@ def _run(W_aug: np.ndarray, H_aug: np.ndarray, grid: Grid, n_quant: int, *, lam:
 
 
 def _run_keeping_factors(W_aug, H_aug, grid, n_quant, *, lam, route, blocksize, act_order,
-                         damp_policy) -> tuple[_PassOutput, np.ndarray, np.ndarray]:
+                         damp_policy, factor=None) -> tuple[_PassOutput, np.ndarray, np.ndarray]:
     """:func:`_run`, also returning ``Psi`` and ``E = Psi^{-1} (W - Q)`` (both in
     processing order ``perm``, for the first ``n_quant`` rows of ``E``), with
-    which OLrC after GPTQ needs no new factorisation (:mod:`gilora_theory.olrc`)."""
+    which OLrC after GPTQ needs no new factorisation (:mod:`gilora_theory.olrc`).
+    ``factor = (Psi, lam)``, returned by an earlier call's :func:`_factor_with_policy` on the
+    same ``H_aug``, ``lam`` and options, is used instead of factoring again (the pass only
+    reads ``Psi``)."""
     perm = np.arange(n_quant)
     if act_order:
         perm = np.argsort(-np.diag(H_aug)[:n_quant], kind="stable")
@@ -422,7 +440,7 @@ def _run_keeping_factors(W_aug, H_aug, grid, n_quant, *, lam, route, blocksize, 
         Hp, W_tilde = H_aug[np.ix_(full, full)], W_aug[full]
     else:  # identity order: no permuted copies of H_aug
         Hp, W_tilde = H_aug, W_aug.copy()
-    Psi, lam = _factor_with_policy(Hp, lam, route, damp_policy)
+    Psi, lam = _factor_with_policy(Hp, lam, route, damp_policy) if factor is None else factor
     del Hp
     with np.errstate(over="ignore", invalid="ignore"):
         Qp, terms, clipp = _pass(W_tilde, Psi, grid, perm, n_quant, blocksize)
