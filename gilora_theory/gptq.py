@@ -207,7 +207,7 @@ def gptq(W, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None,
     return GPTQResult(run.Q, run.lam, run.psi_diag, run.step_terms, run.clipped, run.perm, route)
 
 
-def _gptq_refactored(W, H, grid, *, lam: float, blocksize: int, route: str, factor=None):
+def _gptq_reusing_factor(W, H, grid, *, lam: float, blocksize: int, route: str, factor=None):
     """:func:`gptq` with its defaults (no act-order, reference dead channels, ``damp_policy
     "raise"``) on a validated ``H`` and ``lam``, for callers that quantize several ``W`` against
     one ``H`` (CALDERA-style): returns ``(GPTQResult, factor)``; passing ``factor`` back skips
