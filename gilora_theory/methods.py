@@ -69,7 +69,7 @@ from .gilora import _top_eigenvectors, gilora
 from .gptq import _check_options, _run_keeping_factors, dead_channel_convention
 from .grid import Grid, clipped_mask, fit_grid
 from .objective import Objective, evaluate_validated, objective_from_damped, resolve_lam
-from .olrc import _olrc, _olrc_psi, _psi_certificate
+from .olrc import _olrc, _olrc_psi, _partial_applies, _psi_certificate
 from .exact import ExactOptimum
 
 __all__ = ["METHODS", "NEEDS_X_ABS_MEAN", "Compression", "compress", "ridge_R", "MethodComparison",
@@ -307,11 +307,10 @@ def _gptq_with_factors(W, H, grid, lam, blocksize, route):
 
 
 def _psi_route_applies(shape: tuple[int, int], r: int) -> bool:
-    """Large layers only (``min(N, N_out) >= 512``, ``32 r <= min``, as OLrC's partial route):
-    there the identity saves products; a small layer keeps the reference routes (the same
-    bits as the routines)."""
-    n = min(shape)
-    return n >= 512 and 32 * r <= n
+    """Where OLrC's partial route applies (:func:`gilora_theory.olrc._partial_applies`: large
+    layers, small ``r``), and at ``r = 0`` on layers as large: there the identity saves products;
+    a small layer keeps the reference routes (the same bits as the routines)."""
+    return _partial_applies(shape, r) if r else min(shape) >= 512
 
 
 PSI_ROUTE_TOL = 1e-10
