@@ -201,23 +201,24 @@ def gptq(W, H, grid: Grid, *, damp: float = 0.01, lam: float | None = None,
     """
     W, H = _check_common(W, H, grid, blocksize, route, damp_policy)
     lam = resolve_lam(H, damp, lam)
+    return _gptq_validated(W, H, grid, lam=lam, blocksize=blocksize, route=route,
+                           act_order=act_order, dead_channels=dead_channels,
+                           damp_policy=damp_policy)[0]
+
+
+def _gptq_validated(W, H, grid, *, lam: float, blocksize: int = 128, route: str = "cholesky",
+                    act_order: bool = False, dead_channels: bool = True,
+                    damp_policy: str = "raise", factor=None):
+    """:func:`gptq`'s body for validated inputs and a resolved ``lam``: ``(GPTQResult, factor)``.
+
+    ``factor = (Psi, lam)`` is what a previous call on the same ``H`` and options returned:
+    passing it back skips the factorisation of ``H_lam`` (the same ``Psi``, the same bits), for
+    callers that quantize several ``W`` against one ``H`` (CALDERA-style).
+    """
     Wd, Hd = _prepare(W, H, dead_channels)
-    run = _run(Wd, Hd, grid, W.shape[0], lam=lam, route=route, blocksize=blocksize,
-               act_order=act_order, damp_policy=damp_policy)
-    return GPTQResult(run.Q, run.lam, run.psi_diag, run.step_terms, run.clipped, run.perm, route)
-
-
-def _gptq_reusing_factor(W, H, grid, *, lam: float, blocksize: int, route: str, factor=None):
-    """:func:`gptq` with its defaults (no act-order, reference dead channels, ``damp_policy
-    "raise"``) on a validated ``H`` and ``lam``, for callers that quantize several ``W`` against
-    one ``H`` (CALDERA-style): returns ``(GPTQResult, factor)``; passing ``factor`` back skips
-    the factorisation of ``H_lam`` (the same ``Psi``: the same bits as calling :func:`gptq`)."""
-    W = _v.as_matrix("W", W)
-    _check_options(W, grid, blocksize, route, "raise")
-    Wd, Hd = _prepare(W, H, True)
     run, Psi, _E = _run_keeping_factors(Wd, Hd, grid, W.shape[0], lam=lam, route=route,
-                                        blocksize=blocksize, act_order=False,
-                                        damp_policy="raise", factor=factor)
+                                        blocksize=blocksize, act_order=act_order,
+                                        damp_policy=damp_policy, factor=factor)
     result = GPTQResult(run.Q, run.lam, run.psi_diag, run.step_terms, run.clipped, run.perm, route)
     return result, (Psi, run.lam)
 

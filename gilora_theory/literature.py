@@ -72,7 +72,7 @@ import scipy.linalg
 from . import _validation as _v
 from .branch import QuantizedBranch, _branch, _check_options, quantize_after
 from .datafree import _svd
-from .gptq import _gptq_reusing_factor
+from .gptq import _check_options as _check_pass_options, _gptq_validated
 from .grid import Grid, check_grid, clipped_mask, fit_grid
 from .objective import HessianSpectrum, _trace_quad, hessian_spectrum, resolve_lam
 from .olrc import _olrc, _signs
@@ -356,11 +356,12 @@ def caldera(W, H, grid: Grid, rank: int, *, iters: int = 5, damp: float = 0.01,
     r = _v.check_rank(rank, *W.shape)
     K = _v.check_int("iters", iters, low=0)
     _check_options(l_bits, r_bits, r_axis)
+    _check_pass_options(W, grid, blocksize, route, "raise")
     lam = resolve_lam(H, _v.check_damp(damp), None)
     LR, trace, best, factor = np.zeros_like(W), [], None, None
     for _ in range(K + 1):   # H_lam is factored once: every iteration's pass reuses its Psi
-        res, factor = _gptq_reusing_factor(W - LR, H, grid, lam=lam, blocksize=blocksize,
-                                           route=route, factor=factor)
+        res, factor = _gptq_validated(W - LR, H, grid, lam=lam, blocksize=blocksize,
+                                      route=route, factor=factor)
         L, R = _olrc(W - res.Q, None, r, lam, svd="partial", H=H)[:2]
         branch = None
         if r > 0 and (l_bits is not None or r_bits is not None):

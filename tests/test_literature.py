@@ -245,16 +245,16 @@ def test_caldera_factors_H_lam_once_with_the_bits_of_gptq(route, dead, monkeypat
     bit for bit the public ``gptq``'s (dead channel and eig route included), and the factor is
     really reused (one factorisation per call; a factor of another ``H`` changes ``Q``)."""
     import sys
-    from gilora_theory.gptq import _gptq_reusing_factor
+    from gilora_theory.gptq import _gptq_validated
     gmod = sys.modules["gilora_theory.gptq"]
     W, X, H = make_layer(3, m=30, N=16, N_out=12, decay=(3.0, 0.02))
     if dead:
         H[:, 2] = H[2, :] = 0.0
     g = fit_grid(W, 3)
     lam = 0.01 * float(np.mean(np.diag(H)))
-    first, factor = _gptq_reusing_factor(W, H, g, lam=lam, blocksize=4, route=route)
+    first, factor = _gptq_validated(W, H, g, lam=lam, blocksize=4, route=route)
     W2 = W - 0.3 * np.outer(np.arange(16.0) / 16, np.ones(12))
-    again, _ = _gptq_reusing_factor(W2, H, g, lam=lam, blocksize=4, route=route, factor=factor)
+    again, _ = _gptq_validated(W2, H, g, lam=lam, blocksize=4, route=route, factor=factor)
     for mine, W_ in ((first, W), (again, W2)):
         ref = gptq(W_, H, g, lam=lam, blocksize=4, route=route)
         for f in ("Q", "psi_diag", "step_terms", "clipped", "perm"):
@@ -265,9 +265,9 @@ def test_caldera_factors_H_lam_once_with_the_bits_of_gptq(route, dead, monkeypat
     monkeypatch.setattr(gmod, "_factor_with_policy", lambda *a: calls.append(1) or real(*a))
     lit.caldera(W, H, g, 2, iters=3, route=route)
     assert len(calls) == 1
-    other = _gptq_reusing_factor(W, H + np.eye(16), g, lam=lam, blocksize=4, route=route)[1]
+    other = _gptq_validated(W, H + np.eye(16), g, lam=lam, blocksize=4, route=route)[1]
     assert not np.array_equal(
-        _gptq_reusing_factor(W2, H, g, lam=lam, blocksize=4, route=route, factor=other)[0].Q, again.Q)
+        _gptq_validated(W2, H, g, lam=lam, blocksize=4, route=route, factor=other)[0].Q, again.Q)
 
 
 def test_caldera_lplr_branch_is_on_its_grids(layer):
