@@ -36,6 +36,12 @@ as a user's first call does. ``gilora-theory run --method gptq`` is timed as a n
 process on the same layer written to an ``.npz`` file (start-up to the written
 grid codes) against the public ``gptq()`` call of the same repetition.
 
+**Required parts.** Beside ``run``, ``gptq+olrc`` and OLrC given ``Q`` (issue 15's targets
+1-3) an info row gives the sum of the arithmetic that route cannot skip, each part timed alone
+in the same repetition (:func:`required_parts`, :data:`PARTS`): what any faster
+implementation of the same route would still pay. A target whose required parts alone exceed
+its limit cannot be met by better code around them, only by changing what is computed.
+
 Output: the target table on standard output, ``--out`` (default ``figures/``)
 receives ``bench_scaling.csv``, ``bench_scaling.png`` and ``bench_results.json``.
 The environment's BLAS settings are used as they are (``OPENBLAS_CORETYPE``
@@ -63,14 +69,17 @@ from gilora_theory.bidup import _round, _sweep, bid_up, refine
 from gilora_theory.data.calibration import calibration, weights
 from gilora_theory.gilora import gilora
 from gilora_theory.methods import compress
-from gilora_theory.gptq import _run, gptq
+from gilora_theory._krylov import _dense_top, top_eigenpairs_explicit
+from gilora_theory._validation import check_hessian
+from gilora_theory.gptq import _run, _run_keeping_factors, gptq
 from gilora_theory.grid import fit_grid
-from gilora_theory.data.io import atomic_write, save_npz
-from gilora_theory.objective import hessian_spectrum
+from gilora_theory.data.io import atomic_write, load_layer, save_npz
+from gilora_theory.objective import _signal, hessian_spectrum
 from gilora_theory.olrc import _gram_route, _olrc, olrc
 from gilora_theory.provenance import provenance
 
-__all__ = ["Target", "Layer", "make_layer", "naive_gptq", "randomized_olrc", "measure", "scaling", "size_targets",
+__all__ = ["Target", "Layer", "make_layer", "naive_gptq", "randomized_olrc", "measure", "required_parts",
+           "PARTS", "scaling", "size_targets",
            "llm_layers", "machine", "main"]
 
 
@@ -227,6 +236,64 @@ def _cli_run_time(layer_file: Path, bits: int) -> float:
     return time.perf_counter() - t0
 
 
+def _startup_time() -> float:
+    """Wall time of a new process that only imports the command line (``gilora_theory.cli``)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import gilora_theory.cli"], check=True,
+                   capture_output=True)
+    return time.perf_counter() - t0
+
+
+def required_parts(layer: Layer, r: int, Q: np.ndarray) -> dict:
+    """Times of the arithmetic that issue 15's targets 1-3 cannot skip, each timed alone.
+
+    - ``validate``: the public boundary's test of ``H`` (symmetry, and positive
+      semi-definiteness by a Cholesky factorisation), which ``gptq()`` pays too;
+    - ``signal``: ``||XW||_F^2``, the reference of the relative error that ``run`` and
+      ``compress`` report (``gilora_theory.objective._signal``, ``N^2 N'`` flops);
+    - ``cholesky`` and ``trmm``: ``H_lam = C C^T`` and ``C^T (W - Q)``, the scaled residual
+      of OLrC given ``Q`` (``N^3 / 3 + N^2 N'`` flops);
+    - ``gram``: ``E^T E`` for GPTQ's scaled errors ``E`` (``N N'^2`` flops);
+    - ``eig_route``, ``eig_dense``: its top ``r`` eigenpairs by the package's route
+      (:func:`gilora_theory._krylov.top_eigenpairs_explicit`) and by ``?syevr``.
+
+    ``E`` of the pass and ``C^T (W - Q)`` have the same singular values (both are ``H_lam^{1/2}
+    (W - Q)`` up to an orthogonal factor), so one eigenproblem stands for both routes.
+    """
+    W, H, lam = layer.W, layer.H, layer.lam
+    t = {"validate": _clock(check_hessian, H, W.shape[0])[0], "signal": _clock(_signal, H, W)[0]}
+    H_lam = H + lam * np.eye(H.shape[0])
+    t["cholesky"], C = _clock(scipy.linalg.cholesky, H_lam, lower=True, overwrite_a=True,
+                              check_finite=False)
+    D = W - Q
+    t["trmm"] = _clock(scipy.linalg.blas.dtrmm, 1.0, C, D, lower=1, trans_a=1)[0]
+    del C, D, H_lam
+    E = _run_keeping_factors(W, H, layer.grid, W.shape[0], lam=lam, route="cholesky",
+                             blocksize=128, act_order=False, damp_policy="raise")[2]
+    t["gram"], K = _clock(np.matmul, E.T, E)
+    t["eig_route"] = _clock(top_eigenpairs_explicit, K, r)[0]
+    t["eig_dense"] = _clock(_dense_top, K, r)[0]
+    return t
+
+
+PARTS = {
+    "cli_run": ("gptq_public", "signal", "startup", "load"),
+    "gptq_olrc_public": ("gptq_public", "signal", "gram", "eig"),
+    "olrc_given_q_public": ("validate", "cholesky", "trmm", "gram", "eig"),
+}
+"""Each timed route of targets 1-3 and the parts it cannot skip (``eig``: the faster of
+``eig_route`` and ``eig_dense``); their sum is stored as ``<route>_parts``."""
+
+
+def _add_part_sums(t: dict) -> dict:
+    """``t`` with ``eig`` and ``<route>_parts`` for every route of :data:`PARTS` it timed."""
+    t["eig"] = min(t["eig_route"], t["eig_dense"])
+    for route, parts in PARTS.items():
+        if all(p in t for p in (route,) + parts):
+            t[f"{route}_parts"] = sum(t[p] for p in parts)
+    return t
+
+
 def measure(layer: Layer, r: int, *, rng, layer_file: Path | None = None) -> dict:
     """One repetition: every time (seconds) on ``layer``, same conditions for all."""
     W, H, grid, lam = layer.W, layer.H, layer.grid, layer.lam
@@ -234,6 +301,8 @@ def measure(layer: Layer, r: int, *, rng, layer_file: Path | None = None) -> dic
     t = {"gemm": _gemm_time(N, rng)}
     if layer_file is not None:
         t["cli_run"] = _cli_run_time(layer_file, grid.bits)
+        t["startup"] = _startup_time()
+        t["load"] = _clock(load_layer, layer_file, psd=False)[0]
     t["gptq_algorithm"], run = _clock(_gptq_algorithm, layer)
     t["gptq_public"], res = _clock(gptq, W, H, grid, lam=lam)
     t["gilora_public"], _ = _clock(gilora, W, H, grid, r, lam=lam)
@@ -254,7 +323,8 @@ def measure(layer: Layer, r: int, *, rng, layer_file: Path | None = None) -> dic
                                    spectrum=spec)
     if not np.array_equal(run[0], res.Q):
         raise AssertionError("algorithm and public GPTQ disagree")
-    return t
+    t.update(required_parts(layer, r, res.Q))
+    return _add_part_sums(t)
 
 
 def _ratios(reps: list[dict], num: str, den: str, scale: float = 1.0) -> tuple[float, tuple]:
@@ -277,6 +347,7 @@ def core_targets(reps: list[dict], N: int, naive_time: float | None, naive_N: in
         m, s = _ratios(reps, "cli_run", "gptq_public")
         out.append(Target("gilora-theory run --method gptq (new process) / gptq() public", m, s,
                           1.5, "<=", "start-up, load, validate, pass, evaluate, save codes"))
+        out.append(_parts_target(reps, "cli_run", "  its required parts alone / gptq() public"))
     if naive_time is not None:
         scale = (N / naive_N) ** 3
         vals = [naive_time * scale / rep["gptq_algorithm"] for rep in reps]
@@ -302,7 +373,23 @@ def core_targets(reps: list[dict], N: int, naive_time: float | None, naive_N: in
         m, s = _ratios(reps, num, den)
         out.append(Target(name, m, s, limit if limit is not None else float("nan"),
                           "<=" if limit is not None else "info", _extra_note(reps, num)))
+        if num in PARTS and f"{num}_parts" in reps[0]:
+            out.append(_parts_target(reps, num, "  its required parts alone / gptq() public"))
     return out
+
+
+def _parts_target(reps: list[dict], route: str, name: str) -> Target:
+    """Info row: the sum of ``route``'s required parts (:data:`PARTS`, each timed alone in the
+    same repetition) over the public ``gptq()``; the note gives each part in seconds (median)."""
+    m, s = _ratios(reps, f"{route}_parts", "gptq_public")
+    parts = [p for p in PARTS[route] if p != "gptq_public"]
+    med = {p: float(np.median([rep[p] for rep in reps])) for p in parts + ["eig_route", "eig_dense"]}
+    label = {"validate": "validate H", "signal": "||XW||^2", "startup": "start-up+imports", "load": "load",
+             "gram": "Gram E^T E", "cholesky": "Cholesky", "trmm": "C^T D",
+             "eig": f"top-r eig (route {med['eig_route']:.2f}, ?syevr {med['eig_dense']:.2f})"}
+    first = "gptq() + " if "gptq_public" in PARTS[route] else ""
+    return Target(name, m, s, float("nan"), "info",
+                  first + " + ".join(f"{label[p]} {med[p]:.2f} s" for p in parts))
 
 
 def _extra_note(reps: list[dict], num: str) -> str:
@@ -454,7 +541,7 @@ def scaling(sizes, r: int, *, rng, reps4096: list[dict] | None = None) -> tuple[
 def size_targets(times: dict, N_main: int, r: int) -> list[Target]:
     """Issue 15's OLrC targets at the scaling table's other sizes 1024 and 2048 (target 3
     names them; one measurement each): OLrC given Q and ``gptq+olrc``, each <= 2 public
-    ``gptq()`` calls of the same run."""
+    ``gptq()`` calls of the same run, each followed by its required parts (info) when timed."""
     out = []
     for N in sorted(n for n in times if n in (1024, 2048) and n != N_main):
         t, rank = times[N], min(r, N // 8)
@@ -465,6 +552,8 @@ def size_targets(times: dict, N_main: int, r: int) -> list[Target]:
             ratio = t[num] / t["gptq_public"]
             out.append(Target(name, ratio, (ratio, ratio), 2.0, "<=",
                               f"one run: {t[num]:.2f} s against {t['gptq_public']:.2f} s"))
+            if f"{num}_parts" in t:
+                out.append(_parts_target([t], num, f"  its required parts alone at {N}"))
     return out
 
 

@@ -28,6 +28,7 @@ def test_smoke_run_writes_table_figure_and_results(tmp_path, capsys):
     assert "flop rate" in out and "row-by-row" in out and "targets met:" in out
     assert "gptq+olrc" in out and "randomized-SVD" in out and "exceeds the exact optimum" in out
     assert "gilora-theory run --method gptq (new process)" in out
+    assert out.count("its required parts alone / gptq() public") == 3
     res = json.loads((tmp_path / "bench_results.json").read_text())
     names = [t["name"] for t in res["targets"]]
     assert any("peak RSS" in n for n in names) and any("exact r=1" in n for n in names)
@@ -48,6 +49,49 @@ def test_size_targets_grade_olrc_at_1024_and_2048_only():
     assert [x.ratio for x in out] == [1.5, 2.5, 1.5, 2.5]
     assert [x.passed for x in out] == [True, False, True, False]
     assert bench.size_targets({1024: t}, 1024, 32) == []
+
+
+def test_required_parts_are_summed_per_route_and_follow_their_targets():
+    """Each route's parts (PARTS) summed within one repetition, the eigensolver counted by the
+    faster of its two timings; size_targets puts the sum after each graded ratio."""
+    t = {"gptq_public": 2.0, "validate": 0.5, "signal": 0.5, "startup": 0.25, "load": 0.25,
+         "cholesky": 0.5,
+         "trmm": 1.0, "gram": 1.0, "eig_route": 3.0, "eig_dense": 4.0, "cli_run": 5.0,
+         "gptq_olrc_public": 8.0, "olrc_given_q_public": 6.0}
+    t = bench._add_part_sums(dict(t))
+    assert t["eig"] == 3.0
+    assert t["cli_run_parts"] == 3.0 and t["gptq_olrc_public_parts"] == 6.5
+    assert t["olrc_given_q_public_parts"] == 6.0
+    out = bench.size_targets({1024: t}, 4096, 32)
+    assert [x.sense for x in out] == ["<=", "info", "<=", "info"]
+    assert [x.ratio for x in out] == [3.0, 3.0, 4.0, 3.25]
+    assert "validate H 0.50 s + Cholesky 0.50 s + C^T D 1.00 s + Gram E^T E 1.00 s" in out[1].note
+    assert out[3].note.startswith("gptq() + ||XW||^2 0.50 s")
+    del t["load"]                                     # a route not fully timed gets no sum
+    assert "cli_run_parts" not in bench._add_part_sums({k: v for k, v in t.items()
+                                                        if not k.endswith("_parts")})
+
+
+def test_the_two_olrc_routes_share_one_eigenproblem():
+    """required_parts times one eigenproblem for both OLrC routes: the pass's E = Psi^{-1} (W - Q)
+    and C^T (W - Q) (H_lam = C C^T) have the same singular values; a wrong damping does not."""
+    layer = bench.make_layer(80, 48, bits=3, spectrum=False)
+    res = gptq(layer.W, layer.H, layer.grid, lam=layer.lam)
+    E = bench._run_keeping_factors(layer.W, layer.H, layer.grid, 80, lam=layer.lam,
+                                   route="cholesky", blocksize=128, act_order=False,
+                                   damp_policy="raise")[2]
+    D = layer.W - res.Q
+
+    def scaled(lam):
+        return scipy.linalg.cholesky(layer.H + lam * np.eye(80), lower=True).T @ D
+
+    a = np.linalg.svd(E, compute_uv=False)
+    assert np.allclose(np.linalg.svd(scaled(layer.lam), compute_uv=False), a, rtol=1e-12, atol=0)
+    assert not np.allclose(np.linalg.svd(scaled(2 * layer.lam), compute_uv=False), a, rtol=1e-6)
+    times = bench.required_parts(layer, 8, res.Q)
+    assert set(times) == {"validate", "signal", "cholesky", "trmm", "gram", "eig_route",
+                          "eig_dense"}
+    assert all(np.isfinite(v) and v >= 0 for v in times.values())
 
 
 def test_row_by_row_loop_gives_the_blocked_q():
