@@ -78,9 +78,8 @@ from gilora_theory.objective import _signal, hessian_spectrum
 from gilora_theory.olrc import _gram_route, _olrc, olrc
 from gilora_theory.provenance import provenance
 
-__all__ = ["Target", "Layer", "make_layer", "naive_gptq", "randomized_olrc", "measure", "required_parts",
-           "PARTS", "scaling", "size_targets",
-           "llm_layers", "machine", "main"]
+__all__ = ["Target", "Layer", "make_layer", "naive_gptq", "randomized_olrc", "measure",
+           "required_parts", "PARTS", "scaling", "size_targets", "llm_layers", "machine", "main"]
 
 
 @dataclass(frozen=True)
@@ -383,9 +382,10 @@ def _parts_target(reps: list[dict], route: str, name: str) -> Target:
     same repetition) over the public ``gptq()``; the note gives each part in seconds (median)."""
     m, s = _ratios(reps, f"{route}_parts", "gptq_public")
     parts = [p for p in PARTS[route] if p != "gptq_public"]
-    med = {p: float(np.median([rep[p] for rep in reps])) for p in parts + ["eig_route", "eig_dense"]}
-    label = {"validate": "validate H", "signal": "||XW||^2", "startup": "start-up+imports", "load": "load",
-             "gram": "Gram E^T E", "cholesky": "Cholesky", "trmm": "C^T D",
+    med = {p: float(np.median([rep[p] for rep in reps]))
+           for p in parts + ["eig_route", "eig_dense"]}
+    label = {"validate": "validate H", "signal": "||XW||^2", "startup": "start-up+imports",
+             "load": "load", "gram": "Gram E^T E", "cholesky": "Cholesky", "trmm": "C^T D",
              "eig": f"top-r eig (route {med['eig_route']:.2f}, ?syevr {med['eig_dense']:.2f})"}
     first = "gptq() + " if "gptq_public" in PARTS[route] else ""
     return Target(name, m, s, float("nan"), "info",

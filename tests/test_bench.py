@@ -44,8 +44,10 @@ def test_size_targets_grade_olrc_at_1024_and_2048_only():
     t = {"olrc_given_q_public": 3.0, "gptq_olrc_public": 5.0, "gptq_public": 2.0}
     out = bench.size_targets({512: t, 1024: t, 2048: t, 4096: t}, 4096, 32)
     assert [x.name for x in out] == [
-        "OLrC r=32 given Q / GPTQ (public calls) at 1024", "compress gptq+olrc r=32 / GPTQ (public calls) at 1024",
-        "OLrC r=32 given Q / GPTQ (public calls) at 2048", "compress gptq+olrc r=32 / GPTQ (public calls) at 2048"]
+        "OLrC r=32 given Q / GPTQ (public calls) at 1024",
+        "compress gptq+olrc r=32 / GPTQ (public calls) at 1024",
+        "OLrC r=32 given Q / GPTQ (public calls) at 2048",
+        "compress gptq+olrc r=32 / GPTQ (public calls) at 2048"]
     assert [x.ratio for x in out] == [1.5, 2.5, 1.5, 2.5]
     assert [x.passed for x in out] == [True, False, True, False]
     assert bench.size_targets({1024: t}, 1024, 32) == []
@@ -55,9 +57,8 @@ def test_required_parts_are_summed_per_route_and_follow_their_targets():
     """Each route's parts (PARTS) summed within one repetition, the eigensolver counted by the
     faster of its two timings; size_targets puts the sum after each graded ratio."""
     t = {"gptq_public": 2.0, "validate": 0.5, "signal": 0.5, "startup": 0.25, "load": 0.25,
-         "cholesky": 0.5,
-         "trmm": 1.0, "gram": 1.0, "eig_route": 3.0, "eig_dense": 4.0, "cli_run": 5.0,
-         "gptq_olrc_public": 8.0, "olrc_given_q_public": 6.0}
+         "cholesky": 0.5, "trmm": 1.0, "gram": 1.0, "eig_route": 3.0, "eig_dense": 4.0,
+         "cli_run": 5.0, "gptq_olrc_public": 8.0, "olrc_given_q_public": 6.0}
     t = bench._add_part_sums(dict(t))
     assert t["eig"] == 3.0
     assert t["cli_run_parts"] == 3.0 and t["gptq_olrc_public_parts"] == 6.5
