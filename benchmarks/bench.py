@@ -74,7 +74,7 @@ from gilora_theory._validation import check_hessian
 from gilora_theory.gptq import _run, _run_keeping_factors, gptq
 from gilora_theory.grid import fit_grid
 from gilora_theory.data.io import atomic_write, load_layer, save_npz
-from gilora_theory.objective import _signal, hessian_spectrum
+from gilora_theory.objective import _signal, damped, hessian_spectrum
 from gilora_theory.olrc import _gram_route, _olrc, olrc
 from gilora_theory.provenance import provenance
 
@@ -222,25 +222,26 @@ def _round_once(layer: Layer, Q0, G, spec, r: int) -> float:
     return _clock(_round, *args, GD, K, R, 1, 128)[0]
 
 
+def _process_seconds(*args: str) -> float:
+    """Wall time of ``python ARGS`` in a new process (output captured; a failure raises)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, *args], check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
 def _cli_run_time(layer_file: Path, bits: int) -> float:
     """Wall time of ``gilora-theory run LAYER --method gptq`` in a new process: start-up and
     imports, loading ``W`` and ``H``, validating once, the pass, the evaluation and writing
     the grid-code file (issue 15, target 1)."""
     out = layer_file.with_name("run-out.npz")
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "gilora_theory.cli", "run", str(layer_file), "--method", "gptq",
-           "--bits", str(bits), "--out", str(out), "--no-progress"]
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    return time.perf_counter() - t0
+    return _process_seconds("-m", "gilora_theory.cli", "run", str(layer_file), "--method",
+                            "gptq", "--bits", str(bits), "--out", str(out), "--no-progress")
 
 
 def _startup_time() -> float:
     """Wall time of a new process that only imports the command line (``gilora_theory.cli``)."""
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import gilora_theory.cli"], check=True,
-                   capture_output=True)
-    return time.perf_counter() - t0
+    return _process_seconds("-c", "import gilora_theory.cli")
 
 
 def required_parts(layer: Layer, r: int, Q: np.ndarray) -> dict:
@@ -261,7 +262,7 @@ def required_parts(layer: Layer, r: int, Q: np.ndarray) -> dict:
     """
     W, H, lam = layer.W, layer.H, layer.lam
     t = {"validate": _clock(check_hessian, H, W.shape[0])[0], "signal": _clock(_signal, H, W)[0]}
-    H_lam = H + lam * np.eye(H.shape[0])
+    H_lam = damped(H, lam)                          # as OLrC given Q forms it (untimed)
     t["cholesky"], C = _clock(scipy.linalg.cholesky, H_lam, lower=True, overwrite_a=True,
                               check_finite=False)
     D = W - Q
